@@ -1,0 +1,1 @@
+"""hpe-jax: landmark-free head pose estimation in JAX / Flax NNX."""
