@@ -1,0 +1,71 @@
+"""The full head-pose network: EfficientNetV2 backbone, FPAS, ASPP head and the six bin heads."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from hpe_jax.models.aspp import ASPPHead
+from hpe_jax.models.config import ASPP_CHANNELS, BACKBONES, NUM_COARSE_BINS, NUM_SHIFT_BINS
+from hpe_jax.models.efficientnet import EfficientNetV2Backbone
+from hpe_jax.models.fpas import FPAS
+from hpe_jax.models.layers import linear, resolve_depthwise_impl
+
+HEAD_NAMES = (
+    "fc_yaw_coarse",
+    "fc_yaw_shift",
+    "fc_pitch_coarse",
+    "fc_pitch_shift",
+    "fc_roll_coarse",
+    "fc_roll_shift",
+)
+
+
+class HPENet(nnx.Module):
+    """Head pose network of the original, NHWC.
+
+    ``__call__(images)`` takes (N, H, W, 3) ImageNet-normalised RGB images and returns the six
+    float32
+    logit arrays in the original's order: yaw_coarse (N, 10), yaw_shift (N, 20), pitch_coarse,
+    pitch_shift, roll_coarse, roll_shift. Use ``model.train()`` / ``model.eval()`` to switch batch
+    statistics, dropout and stochastic depth; dropout draws from the ``dropout`` rng stream.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+        spec = BACKBONES[config.variant]
+        dtype = jnp.dtype(config.dtype)
+        bn = {"bn_momentum": config.bn_momentum, "bn_epsilon": config.bn_epsilon}
+        self.variant = config.variant
+        self.backbone = EfficientNetV2Backbone(
+            spec,
+            drop_connect_rate=config.drop_connect_rate,
+            bn=bn,
+            depthwise_impl=resolve_depthwise_impl(config.depthwise_impl),
+            dtype=dtype,
+            rngs=rngs,
+        )
+        self.side = FPAS(spec.tap_channels, bn=bn, dtype=dtype, rngs=rngs)
+        self.aspp = ASPPHead(
+            spec.tap_channels[-1],
+            ASPP_CHANNELS,
+            dropout=config.dropout,
+            bn=bn,
+            dtype=dtype,
+            rngs=rngs,
+        )
+        for name in HEAD_NAMES:
+            width = NUM_COARSE_BINS if name.endswith("coarse") else NUM_SHIFT_BINS
+            setattr(self, name, linear(ASPP_CHANNELS, width, dtype=dtype, rngs=rngs))
+
+    def __call__(self, images: jax.Array) -> tuple[jax.Array, ...]:
+        x = images.astype(self.backbone.stem.conv.dtype)
+        features = self.aspp(self.side(self.backbone(x)))
+        pooled = jnp.mean(features, axis=(1, 2), dtype=jnp.float32).astype(features.dtype)
+        return tuple(getattr(self, name)(pooled).astype(jnp.float32) for name in HEAD_NAMES)
+
+
+def count_parameters(model: nnx.Module) -> int:
+    """Number of trainable parameters (``nnx.Param`` leaves), BN statistics excluded."""
+    return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))

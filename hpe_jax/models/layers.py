@@ -1,0 +1,268 @@
+"""Building blocks with PyTorch semantics: symmetric padding, BatchNorm with unbiased running
+variance, depthwise and 2x2 transposed convolutions, and the original's initialisers. NHWC."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Initializer = Callable[..., jax.Array]
+
+
+def torch_conv_init(kernel_h: int, kernel_w: int, out_channels: int) -> Initializer:
+    """The original's conv init: normal(0, sqrt(2 / (kh * kw * out)))."""
+    return jax.nn.initializers.normal(math.sqrt(2.0 / (kernel_h * kernel_w * out_channels)))
+
+
+def torch_default_uniform_init(fan_in: int) -> Initializer:
+    """PyTorch's default init for modules the original leaves alone: U(-1/sqrt(fan_in), +)."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def resolve_depthwise_impl(impl: str) -> str:
+    """'auto' -> 'shifted_sum' on CPU (XLA's grouped conv is slow there), else 'grouped'."""
+    if impl == "auto":
+        return "shifted_sum" if jax.default_backend() == "cpu" else "grouped"
+    if impl not in ("shifted_sum", "grouped"):
+        raise ValueError(f"depthwise_impl must be 'auto', 'shifted_sum' or 'grouped', got {impl!r}")
+    return impl
+
+
+def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, impl: str) -> jax.Array:
+    """Depthwise conv, symmetric padding (k - 1) // 2, no bias.
+
+    Args:
+      x: (N, H, W, C) input.
+      kernel: (kh, kw, C) per-channel taps.
+      stride: spatial stride.
+      impl: 'shifted_sum' (sum of kh * kw strided slices of the padded input times the taps; fast on
+        XLA:CPU) or 'grouped' (``lax.conv_general_dilated`` with ``feature_group_count = C``).
+    Returns:
+      (N, H', W', C) output, H' = ceil(H / stride).
+    """
+    kh, kw, channels = kernel.shape
+    ph, pw = (kh - 1) // 2, (kw - 1) // 2
+    if impl == "grouped":
+        return jax.lax.conv_general_dilated(
+            x,
+            kernel.reshape(kh, kw, 1, channels),
+            window_strides=(stride, stride),
+            padding=((ph, ph), (pw, pw)),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=channels,
+        )
+    n, h, w, _ = x.shape
+    out_h = (h + 2 * ph - kh) // stride + 1
+    out_w = (w + 2 * pw - kw) // stride + 1
+    padded = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    out = None
+    for a in range(kh):
+        for b in range(kw):
+            window = jax.lax.slice(
+                padded,
+                (0, a, b, 0),
+                (n, a + (out_h - 1) * stride + 1, b + (out_w - 1) * stride + 1, channels),
+                (1, stride, stride, 1),
+            )
+            term = window * kernel[a, b]
+            out = term if out is None else out + term
+    return out
+
+
+class BatchNorm(nnx.Module):
+    """BatchNorm over (N, H, W) (or N) with PyTorch's semantics.
+
+    Normalises with the biased batch variance in training and updates ``var`` with the UNBIASED one,
+    as ``torch.nn.BatchNorm2d`` does; ``momentum`` is Flax's
+    (running = m * running + (1 - m) * batch).
+    Statistics are computed in float32 whatever the input dtype; the output has the input's dtype.
+    Under ``jax.jit`` with a batch-sharded input, the means run over the global batch.
+    """
+
+    def __init__(self, num_features: int, *, momentum: float = 0.9, epsilon: float = 1e-5):
+        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.use_running_average = False
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        xf = x.astype(jnp.float32)
+        if self.use_running_average:
+            mean, var = self.mean[...], self.var[...]
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(xf, axis=axes)
+            var = jnp.mean(jnp.square(xf - mean), axis=axes)
+            count = math.prod(x.shape[:-1])
+            unbiased = var * (count / max(count - 1, 1))
+            m = self.momentum
+            self.mean[...] = m * self.mean[...] + (1.0 - m) * mean
+            self.var[...] = m * self.var[...] + (1.0 - m) * unbiased
+        mul = jax.lax.rsqrt(var + self.epsilon) * self.scale[...]
+        y = xf * mul + (self.bias[...] - mean * mul)
+        return y.astype(x.dtype)
+
+
+def conv2d(
+    in_channels: int,
+    out_channels: int,
+    kernel: int,
+    *,
+    stride: int = 1,
+    dilation: int = 1,
+    use_bias: bool = False,
+    dtype: jnp.dtype = jnp.float32,
+    rngs: nnx.Rngs,
+) -> nnx.Conv:
+    """A conv with PyTorch's symmetric padding ``dilation * (kernel - 1) // 2`` and the
+    original init.
+
+    Kernel layout HWIO; parameters float32, computation in ``dtype``.
+    """
+    pad = dilation * (kernel - 1) // 2
+    return nnx.Conv(
+        in_channels,
+        out_channels,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        kernel_dilation=(dilation, dilation),
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        kernel_init=torch_conv_init(kernel, kernel, out_channels),
+        bias_init=jax.nn.initializers.zeros,
+        rngs=rngs,
+    )
+
+
+class ConvBN(nnx.Module):
+    """conv -> BatchNorm -> optional SiLU: the original's ``Conv2d, BatchNorm2d[, SiLU]``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        *,
+        stride: int = 1,
+        dilation: int = 1,
+        use_bias: bool = False,
+        act: bool = True,
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        dtype: jnp.dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.conv = conv2d(
+            in_channels,
+            out_channels,
+            kernel,
+            stride=stride,
+            dilation=dilation,
+            use_bias=use_bias,
+            dtype=dtype,
+            rngs=rngs,
+        )
+        self.bn = BatchNorm(out_channels, momentum=bn_momentum, epsilon=bn_epsilon)
+        self.act = act
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = self.bn(self.conv(x))
+        return nnx.silu(y) if self.act else y
+
+
+class DepthwiseConvBN(nnx.Module):
+    """Depthwise conv (no bias) -> BatchNorm -> SiLU; the conv form is chosen by ``impl``."""
+
+    def __init__(
+        self,
+        channels: int,
+        kernel: int,
+        *,
+        stride: int,
+        impl: str,
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        dtype: jnp.dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        init = torch_conv_init(kernel, kernel, channels)
+        self.kernel = nnx.Param(init(rngs.params(), (kernel, kernel, channels), jnp.float32))
+        self.bn = BatchNorm(channels, momentum=bn_momentum, epsilon=bn_epsilon)
+        self.stride = stride
+        self.impl = impl
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = depthwise_conv(
+            x.astype(self.dtype), self.kernel[...].astype(self.dtype), self.stride, self.impl
+        )
+        return nnx.silu(self.bn(y))
+
+
+class ConvTranspose2x2BN(nnx.Module):
+    """ConvTranspose 2x2 stride 2 (with bias) -> BatchNorm -> SiLU, doubling H and W.
+
+    Stride equals kernel, so output windows never overlap: ``y[n, 2i + a, 2j + b, o] =
+    sum_c x[n, i, j, c] * kernel[a, b, c, o] + bias[o]``, computed as one matmul. ``kernel`` is
+    (2, 2, in, out); PyTorch stores (in, out, 2, 2). PyTorch's default init (the original's init
+    loop touches only Conv2d, BatchNorm2d and Linear).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        dtype: jnp.dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        init = torch_default_uniform_init(out_channels * 4)
+        self.kernel = nnx.Param(init(rngs.params(), (2, 2, in_channels, out_channels)))
+        self.bias = nnx.Param(init(rngs.params(), (out_channels,)))
+        self.bn = BatchNorm(out_channels, momentum=bn_momentum, epsilon=bn_epsilon)
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, h, w, _ = x.shape
+        kernel = self.kernel[...].astype(self.dtype)
+        y = jnp.einsum("nhwc,abco->nhawbo", x.astype(self.dtype), kernel)
+        y = y.reshape(n, 2 * h, 2 * w, kernel.shape[-1]) + self.bias[...].astype(self.dtype)
+        return nnx.silu(self.bn(y))
+
+
+def linear(
+    in_features: int,
+    out_features: int,
+    *,
+    use_bias: bool = True,
+    stddev: float = 0.01,
+    dtype: jnp.dtype = jnp.float32,
+    rngs: nnx.Rngs,
+) -> nnx.Linear:
+    """A dense layer (kernel (in, out)) with normal(0, stddev) weights and zero bias."""
+    return nnx.Linear(
+        in_features,
+        out_features,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        kernel_init=jax.nn.initializers.normal(stddev),
+        bias_init=jax.nn.initializers.zeros,
+        rngs=rngs,
+    )
