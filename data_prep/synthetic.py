@@ -208,7 +208,8 @@ class Rendered:
       points: (73, 3) float64 landmark points (u, v pixels, depth toward the camera), rows as
         ``_Head.points``.
       visible: (73,) bool, the point is on the image and not hidden by the head.
-      model_points: (73, 3) the same points in model units (x left of the subject, y up, z out).
+      model_points: (73, 3) the same points in model units (x toward the subject's left, y up,
+        z out of the face).
     """
 
     image: np.ndarray
@@ -217,13 +218,9 @@ class Rendered:
     model_points: np.ndarray
 
 
-def _axis_rotation(axis: int, degrees: float) -> np.ndarray:
-    """Right-handed rotation matrix about model axis 0 (x), 1 (y) or 2 (z)."""
-    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
-    i, j = [(1, 2), (2, 0), (0, 1)][axis]
-    m = np.eye(3)
-    m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
-    return m
+def _turn(pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
+    """Frame of a part tilted by ``pitch`` (about model x) or ``roll`` (about z), in degrees."""
+    return rotation_from_euler(np.array([0.0, pitch, roll]))
 
 
 def _part_map(part: _Part, rot: np.ndarray, scale: float, offset: np.ndarray):
@@ -349,8 +346,14 @@ def _sample_head(rng: np.random.Generator) -> _Head:
     )
     eye = np.eye(3)
 
+    jaw_centre = np.array([0.0, -0.52, 0.30])
+    jaw_radii = np.array([0.59 * ax, 0.42, 0.62 * az])
+
     def front_z(x: float, y: float) -> float:
-        return az * np.sqrt(max(1.0 - (x / ax) ** 2 - (y / ay) ** 2, 0.0))
+        """Model z of the skull-and-jaw surface seen from the front at (x, y)."""
+        skull = az * np.sqrt(max(1.0 - (x / ax) ** 2 - (y / ay) ** 2, 0.0))
+        jx, jy = x / jaw_radii[0], (y - jaw_centre[1]) / jaw_radii[1]
+        return max(skull, jaw_centre[2] + jaw_radii[2] * np.sqrt(max(1.0 - jx**2 - jy**2, 0.0)))
 
     skin = _random_colour(rng, _SKIN, 0.06)
     hair = _random_colour(rng, _HAIR, 0.12)
@@ -370,25 +373,7 @@ def _sample_head(rng: np.random.Generator) -> _Head:
             spot_radius=rng.uniform(0.16, 0.24),
             spot_colour=skin * np.array([0.8, 0.68, 0.68]),
         ),
-        _Part(
-            np.array([0.0, -0.52, 0.30]), np.array([0.59 * ax, 0.42, 0.62 * az]), eye, skin * 0.97
-        ),
-        _Part(
-            np.array([0.0, 0.25, -0.10]),
-            np.array([ax + 0.04, 0.9, az]),
-            _axis_rotation(2, rng.uniform(4.0, 10.0)),
-            hair,
-            strands,
-            0.22,
-        ),
-        _Part(
-            np.array([0.28, 0.64, 0.38]),
-            np.array([0.36, 0.15, 0.30]),
-            _axis_rotation(2, -rng.uniform(18.0, 30.0)),
-            hair,
-            strands,
-            0.22,
-        ),
+        _Part(jaw_centre, jaw_radii, eye, skin * 0.97),
         _Part(
             np.array([0.0, -0.08, front_z(0.0, -0.08) + 0.01]),
             np.array([rng.uniform(0.09, 0.12), 0.24, rng.uniform(0.14, 0.19)]),
@@ -396,7 +381,7 @@ def _sample_head(rng: np.random.Generator) -> _Head:
             skin * np.array([1.0, 0.93, 0.9]),
         ),
         _Part(
-            np.array([0.0, my, front_z(0.0, my) - 0.02]),
+            np.array([0.0, my, front_z(0.0, my) - 0.03]),
             np.array([mw, 0.06, 0.07]),
             eye,
             _random_colour(rng, [(0.75, 0.22, 0.25), (0.6, 0.3, 0.3)], 0.1),
@@ -418,7 +403,7 @@ def _sample_head(rng: np.random.Generator) -> _Head:
             _Part(
                 np.array([x, ey + 0.21, front_z(x, ey + 0.21) - 0.01]),
                 np.array([0.16, 0.035, 0.06]),
-                _axis_rotation(2, side * 8.0),
+                _turn(roll=side * 8.0),
                 brow_colour,
             ),
         ]
@@ -428,12 +413,30 @@ def _sample_head(rng: np.random.Generator) -> _Head:
             _Part(
                 np.array([side * (ax + 0.03), 0.02, -0.06]),
                 np.array([0.075, 0.2, 0.13]),
-                _axis_rotation(0, -12.0),
+                _turn(pitch=-12.0),
                 colour,
             )
         )
+    hair_parts = [
+        _Part(
+            np.array([0.0, 0.25, -0.10]),
+            np.array([ax + 0.04, 0.9, az]),
+            _turn(roll=rng.uniform(4.0, 10.0)),
+            hair,
+            strands,
+            0.22,
+        ),
+        _Part(
+            np.array([0.28, 0.64, 0.38]),
+            np.array([0.36, 0.15, 0.30]),
+            _turn(roll=-rng.uniform(18.0, 30.0)),
+            hair,
+            strands,
+            0.22,
+        ),
+    ]
     if rng.random() < 0.5:
-        parts.append(
+        hair_parts.append(
             _Part(
                 np.array([0.0, 0.45, -0.95]),
                 np.full(3, rng.uniform(0.22, 0.32)),
@@ -443,7 +446,6 @@ def _sample_head(rng: np.random.Generator) -> _Head:
                 0.22,
             )
         )
-    parts_t = tuple(parts)
 
     jaw = [(0.94 * ax * np.cos(a), 0.08 + 0.98 * ay * np.sin(a)) for a in _JAW_ANGLES]
     xy = np.array(
@@ -458,8 +460,7 @@ def _sample_head(rng: np.random.Generator) -> _Head:
     )
     xy[17:27, 1] += ey - 0.17
     points = np.concatenate([xy, np.zeros((68, 1))], axis=1)
-    face_parts = tuple(p for i, p in enumerate(parts_t) if i not in (2, 3))
-    points[:, 2] = _surface_depth(face_parts, xy)
+    points[:, 2] = _surface_depth(parts, xy)
     extras = np.array(
         [
             points[36:42].mean(0),
@@ -469,17 +470,17 @@ def _sample_head(rng: np.random.Generator) -> _Head:
             points[[62, 66]].mean(0),
         ]
     )
-    return _Head(parts_t, np.concatenate([points, extras]))
+    return _Head(tuple(parts + hair_parts), np.concatenate([points, extras]))
 
 
-def _surface_depth(parts: tuple[_Part, ...], xy: np.ndarray) -> np.ndarray:
+def _surface_depth(parts: list[_Part], xy: np.ndarray) -> np.ndarray:
     """Front-most model z of the parts at model (x, y) points (frontal orthographic cast)."""
     z = np.full(len(xy), -np.inf)
     for part in parts:
         b, b0 = _part_map(part, np.eye(3), 1.0, np.zeros(3))
         z = np.maximum(z, _front_depth(b, b0, xy[:, 0], -xy[:, 1]))
     if not np.isfinite(z).all():
-        raise AssertionError("a landmark template point misses the head surface")
+        raise RuntimeError("a landmark template point misses the head surface")
     return z
 
 

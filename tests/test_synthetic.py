@@ -10,7 +10,8 @@ import scipy.io
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from data_prep import synthetic
+from data_prep import read_records, synthetic
+from data_prep.convert import convert
 from data_prep.synthetic import dad_matrices, generate, render_head
 from hpe_jax.pose import rotation_from_euler
 
@@ -359,3 +360,79 @@ def test_bad_arguments_are_refused(tmp_path):
         generate("biwi", 1, tmp_path, seed=0, layout="aggregated")
     with pytest.raises(ValueError, match="num must be >= 1"):
         generate("dad", 0, tmp_path, seed=0)
+
+
+def converted(dataset: str, data_dir: Path, out: Path, filename_list: Path | None = None):
+    """{name: record} of ``data_dir`` run through the converter and read back."""
+    meta = convert(
+        dataset,
+        data_dir,
+        out,
+        filename_list=filename_list,
+        split="train",
+        workers=1,
+        progress=False,
+    )
+    records = {r["name"]: r for r in read_records(out, "train")}
+    assert meta["num_records"] == len(records)
+    return records
+
+
+def assert_round_trip(records: dict, samples: list[dict]) -> None:
+    """Every sample came back once, with its name, pose (1e-4 degrees) and box."""
+    assert sorted(records) == sorted(s["name"] for s in samples)
+    for s in samples:
+        rec = records[s["name"]]
+        np.testing.assert_allclose(rec["pose"], s["pose"], atol=1e-4, rtol=0, err_msg=s["name"])
+        if s["box"] is None:
+            assert rec["box"] is None
+        else:
+            np.testing.assert_allclose(rec["box"], s["box"], atol=1e-4, rtol=0, err_msg=s["name"])
+
+
+def test_round_trip_300w_lp(w300lp, tmp_path):
+    data, samples = w300lp
+    assert_round_trip(converted("300w_lp", data, tmp_path / "a", data / "300wlp_list.txt"), samples)
+    records = converted("300w_lp", data, tmp_path / "b")
+    assert_round_trip(records, samples)
+    rec = records[samples[0]["name"]]
+    assert rec["image_bytes"] == (data / samples[0]["file"]).read_bytes()
+
+
+def test_round_trip_aflw2000_keeps_the_99_degree_subset(aflw, tmp_path):
+    data, samples = aflw
+    kept = [s for s in samples if s["kept"]]
+    assert len(kept) == len(samples) - 1
+    assert_round_trip(converted("aflw2000", data, tmp_path / "a"), kept)
+    assert_round_trip(converted("aflw2000", data, tmp_path / "b", data / "aflw2000_list.txt"), kept)
+
+
+def test_round_trip_biwi_per_image(tmp_path):
+    data = tmp_path / "data"
+    samples = generate("biwi", 5, data, seed=9, image_size=48)
+    records = converted("biwi", data, tmp_path / "a", data / "biwi_list.txt")
+    assert_round_trip(records, samples)
+    assert_round_trip(converted("biwi", data, tmp_path / "b"), samples)
+    with np.load(data / "3.npz") as z:
+        np.testing.assert_array_equal(records["3"]["image"], z["image"][:, :, ::-1])
+
+
+def test_round_trip_biwi_split_npz(tmp_path):
+    data = tmp_path / "data"
+    samples = generate("biwi", 5, data, seed=9, image_size=48, layout="split_npz")
+    for split in ("train", "test"):
+        records = converted("biwi", data, tmp_path / split, data / f"BIWI_{split}.npz")
+        assert_round_trip(records, [s for s in samples if s["split"] == split])
+    with np.load(data / "BIWI_test.npz") as z:
+        np.testing.assert_array_equal(records["BIWI_test[0]"]["image"], z["image"][0, :, :, ::-1])
+
+
+def test_round_trip_dad_both_layouts(dad, tmp_path):
+    data, samples = dad
+    kept = [s for s in samples if s["kept"]]
+    assert len(kept) == len(samples) - 1
+    assert_round_trip(converted("dad", data, tmp_path / "pre"), kept)
+    official = converted("dad", data / "train", tmp_path / "official")
+    assert_round_trip(official, [{**s, "name": s["official_name"]} for s in kept])
+    rec = official[kept[0]["official_name"]]
+    assert rec["image_bytes"] == (data / kept[0]["file"]).read_bytes()
