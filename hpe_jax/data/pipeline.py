@@ -1,0 +1,331 @@
+"""grain input pipelines: training (shuffled, repeated, augmented) and evaluation (exact, padded).
+
+Both read the ArrayRecord shards ``<data_dir>/<split>.array_record-NNNNN-of-MMMMM`` written with
+``hpe_jax.data.records`` and yield dicts of numpy arrays, per JAX process, ready for
+``jax.make_array_from_process_local_data``:
+
+| key      | dtype   | shape        | meaning                                                  |
+|----------|---------|--------------|----------------------------------------------------------|
+| image    | float32 | (B, S, S, 3) | NHWC RGB, ImageNet-normalised                            |
+| coarse   | int32   | (B, 3)       | coarse bins 0..9 (``hpe_jax.pose.encode_bins``)          |
+| shift    | int32   | (B, 3)       | shift bins 0..19                                         |
+| angles   | float32 | (B, 3)       | degrees, (yaw, pitch, roll)                              |
+| mask     | bool    | (B,)         | evaluation only: False on padding                        |
+
+With two or more workers the arrays are grain ``SharedMemoryArray`` s (``np.ndarray`` subclasses
+in shared memory, released when the batch is garbage-collected): hand them to JAX and drop them,
+or copy (``np.array``) what must outlive the step.
+
+The pipelines are built with grain's dataset API (``MapDataset`` / ``IterDataset``) rather than
+the legacy ``DataLoader``, which in grain 0.2.18 is itself a wrapper over the same machinery:
+
+- decoding and augmentation stay in the ``MapDataset`` part, so they run in the read thread pool
+  (PIL decoding / resizing releases the GIL) in the main process and in each worker;
+- the per-record generator of ``random_map`` is Philox keyed by ``(seed, stream position)``,
+  where ``DataLoader`` keys it by ``seed + position`` (seeds s and s + 1 overlap);
+- sharding and padding are explicit slices, so evaluation sees every record exactly once
+  (grain 0.2.18's ``DataLoader`` with uneven shards drops records: 5 records on 2 shards
+  give [0, 1] and [3, 4]);
+- the iterator of ``mp_prefetch`` (grain's multiprocess workers) checkpoints and restores
+  exactly, and grain's Orbax handler (``grain.checkpoint.CheckpointSave``) accepts it.
+
+Training stream: the records are shuffled globally with ``seed`` (a new permutation each epoch),
+repeated, augmented with the record's generator of its GLOBAL stream position, then the stream
+is dealt out to the JAX processes (position ``i`` to process ``i % shard_count``) and batched.
+The output depends on ``seed``, the shard layout and ``worker_count`` (each worker batches its
+own slice), and is deterministic given them.
+
+grain workers are separate processes started with ``spawn``: the transforms below are
+module-level classes (picklable) and take every setting as an argument, so workers never read
+absl flags. grain itself reads its absl flags when it starts workers: a loader with workers marks
+the flags as parsed (their defaults) when the program has not parsed them (no ``absl.app.run``).
+Scripts that build loaders must guard their entry point with ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+from absl import flags
+from PIL import Image
+
+from hpe_jax.data import transforms
+from hpe_jax.data.records import decode_record
+from hpe_jax.pose import encode_bins
+
+EVAL_MODES = ("aflw2000", "biwi")
+_SHARD_RE = re.compile(r"\.array_record-(\d{5})-of-(\d{5})$")
+
+
+def _shard_paths(data_dir: str | Path, split: str) -> list[str]:
+    """The complete, ordered list of ``<split>.array_record-NNNNN-of-MMMMM`` files in data_dir."""
+    paths = sorted(Path(data_dir).glob(f"{split}.array_record-*-of-*"))
+    found = [(p, _SHARD_RE.search(p.name)) for p in paths]
+    found = [(p, m) for p, m in found if m is not None]
+    if not found:
+        raise FileNotFoundError(
+            f"no ArrayRecord shards {split}.array_record-NNNNN-of-MMMMM in {data_dir}"
+        )
+    counts = {int(m.group(2)) for _, m in found}
+    indices = [int(m.group(1)) for _, m in found]
+    if len(counts) != 1 or indices != list(range(counts.pop())):
+        raise ValueError(
+            f"incomplete or inconsistent shards of split {split!r} in {data_dir}: "
+            f"{[p.name for p, _ in found]}"
+        )
+    return [str(p) for p, _ in found]
+
+
+def _labels(angles: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    try:
+        coarse, shift = encode_bins(angles)
+    except ValueError as e:
+        raise ValueError(f"record {name!r}: pose {angles.tolist()} cannot be labelled: {e}") from e
+    return {"coarse": coarse, "shift": shift, "angles": angles.astype(np.float32)}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainTransform(grain.transforms.RandomMap):
+    """Serialised record -> augmented training example (see ``hpe_jax.data.transforms``).
+
+    Attributes:
+      target_size: output side S, pixels.
+      augment: probability of a geometric + photometric augmentation.
+      flip: whether horizontal flips are among the geometric options.
+    """
+
+    target_size: int
+    augment: float
+    flip: bool
+
+    def random_map(self, element: bytes, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        rec = decode_record(element)
+        params = transforms.sample_augment_params(rng, augment=self.augment, flip=self.flip)
+        image, angles = transforms.augment_example(
+            rec["image"], rec["box"], rec["pose"], params, self.target_size
+        )
+        return {"image": image, **_labels(angles, rec["name"])}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalTransform(grain.transforms.Map):
+    """Serialised record (or ``b""`` padding) -> deterministic evaluation example with ``mask``.
+
+    Attributes:
+      mode: ``aflw2000`` (loose crop with k = 0.2, resize to S) or ``biwi`` (shorter side to
+        ``input_size``, centre crop S).
+      target_size: output side S, pixels.
+      input_size: ``biwi`` resize size.
+    """
+
+    mode: str
+    target_size: int
+    input_size: int
+
+    def map(self, element: bytes) -> dict[str, np.ndarray]:
+        s = self.target_size
+        if not element:
+            return {
+                "image": np.zeros((s, s, 3), np.float32),
+                "coarse": np.zeros(3, np.int32),
+                "shift": np.zeros(3, np.int32),
+                "angles": np.zeros(3, np.float32),
+                "mask": np.array(False),
+            }
+        rec = decode_record(element)
+        pil = Image.fromarray(rec["image"])
+        if self.mode == "aflw2000":
+            if rec["box"] is None:
+                raise ValueError(
+                    f"record {rec['name']!r} ({rec['dataset']}) has no face box, which eval mode "
+                    "'aflw2000' crops with; use mode 'biwi' for face-crop datasets"
+                )
+            out = transforms.crop_resize(
+                pil, transforms.loose_box(rec["box"], transforms.EVAL_K), s
+            )
+        else:
+            out = transforms.resize_shorter_center_crop(pil, self.input_size, s)
+        labels = _labels(rec["pose"], rec["name"])
+        return {"image": transforms.normalize(out), **labels, "mask": np.array(True)}
+
+
+def _shard_args(shard_index: int | None, shard_count: int | None) -> tuple[int, int]:
+    if (shard_index is None) != (shard_count is None):
+        raise ValueError("give both shard_index and shard_count, or neither")
+    if shard_index is None:
+        return jax.process_index(), jax.process_count()
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
+    return shard_index, shard_count
+
+
+def _check_positive(**values: int) -> None:
+    for key, value in values.items():
+        if value < 1:
+            raise ValueError(f"{key} must be >= 1, got {value}")
+
+
+def _to_batches(
+    ds: grain.MapDataset,
+    *,
+    batch_size: int,
+    worker_count: int,
+    num_threads: int,
+    batch_fn=None,
+    drop_remainder: bool,
+) -> grain.IterDataset:
+    if worker_count < 0 or num_threads < 0:
+        raise ValueError(
+            f"worker_count and num_threads must be >= 0, got {worker_count}, {num_threads}"
+        )
+    read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * batch_size)
+    it = ds.to_iter_dataset(read).batch(
+        batch_size, drop_remainder=drop_remainder, batch_fn=batch_fn
+    )
+    if worker_count:
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    return it
+
+
+def make_train_loader(
+    data_dir: str | Path,
+    split: str,
+    *,
+    batch_size: int,
+    target_size: int,
+    augment: float,
+    flip: bool,
+    seed: int,
+    worker_count: int,
+    num_threads: int = 2,
+    num_epochs: int | None = None,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+) -> grain.IterDataset:
+    """The training pipeline of one JAX process; iterate it to get batches (module docstring).
+
+    Args:
+      data_dir: folder of the ArrayRecord shards.
+      split: split name, the shard file prefix (e.g. ``train``).
+      batch_size: batch size of THIS process.
+      target_size: image side S, pixels.
+      augment: probability in [0, 1] of augmenting a record.
+      flip: whether horizontal flips are among the augmentations.
+      seed: shuffle and augmentation seed, in [0, 2**32).
+      worker_count: grain worker processes (0: everything in this process).
+      num_threads: threads per process reading, decoding and augmenting records.
+      num_epochs: passes over the data, None for an endless stream. With a finite count the
+        stream is cut to a multiple of ``shard_count`` so every process gets as many records.
+      shard_index, shard_count: this process's share; default ``jax.process_index()`` and
+        ``jax.process_count()``.
+
+    Returns:
+      A ``grain.IterDataset``; ``iter()`` it for a checkpointable iterator (``loader_state``).
+      Only full batches are produced.
+    """
+    _check_positive(batch_size=batch_size, target_size=target_size)
+    if num_epochs is not None:
+        _check_positive(num_epochs=num_epochs)
+    shard_index, shard_count = _shard_args(shard_index, shard_count)
+    source = grain.sources.ArrayRecordDataSource(_shard_paths(data_dir, split))
+    ds = (
+        grain.MapDataset.source(source)
+        .shuffle(seed=seed)
+        .repeat(num_epochs)
+        .random_map(TrainTransform(target_size, augment, flip), seed=seed)
+    )
+    if num_epochs is not None:
+        ds = ds[: len(ds) // shard_count * shard_count]
+    return _to_batches(
+        ds[shard_index::shard_count],
+        batch_size=batch_size,
+        worker_count=worker_count,
+        num_threads=num_threads,
+        drop_remainder=True,
+    )
+
+
+def make_eval_loader(
+    data_dir: str | Path,
+    split: str,
+    *,
+    batch_size: int,
+    mode: str,
+    target_size: int,
+    input_size: int | None = None,
+    worker_count: int = 0,
+    num_threads: int = 2,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+) -> grain.IterDataset:
+    """The evaluation pipeline of one JAX process: every record exactly once, in file order.
+
+    Records are dealt out to the processes (record ``i`` to process ``i % shard_count``) after
+    padding the list to a multiple of ``shard_count``, so every process yields the same number
+    of batches. Partial batches are padded to ``batch_size``; ``mask`` is False on padding, so
+    summing over ``mask`` counts every record once across processes.
+
+    Args:
+      data_dir: folder of the ArrayRecord shards.
+      split: split name, the shard file prefix (e.g. ``test``).
+      batch_size: batch size of THIS process.
+      mode: ``aflw2000`` (crop with k = 0.2, resize to ``target_size``) or ``biwi`` (resize
+        the shorter side to ``input_size``, centre crop ``target_size``).
+      target_size: image side S, pixels.
+      input_size: ``biwi`` resize size; default ``target_size`` (resize only).
+      worker_count: grain worker processes (0: everything in this process).
+      num_threads: threads per process reading and decoding records.
+      shard_index, shard_count: this process's share; default ``jax.process_index()`` and
+        ``jax.process_count()``.
+
+    Returns:
+      A ``grain.IterDataset`` of batches with the keys of the module docstring plus ``mask``.
+    """
+    if mode not in EVAL_MODES:
+        raise ValueError(f"mode must be one of {EVAL_MODES}, got {mode!r}")
+    _check_positive(batch_size=batch_size, target_size=target_size)
+    input_size = target_size if input_size is None else input_size
+    if mode == "biwi" and input_size < target_size:
+        raise ValueError(f"input_size {input_size} must be >= target_size {target_size}")
+    shard_index, shard_count = _shard_args(shard_index, shard_count)
+    source = grain.sources.ArrayRecordDataSource(_shard_paths(data_dir, split))
+    ds = grain.MapDataset.source(source)
+    num_padding = math.ceil(len(source) / shard_count) * shard_count - len(source)
+    if num_padding:
+        ds = grain.MapDataset.concatenate([ds, grain.MapDataset.source([b""] * num_padding)])
+    ds = ds[shard_index::shard_count].map(EvalTransform(mode, target_size, input_size))
+    return _to_batches(
+        ds,
+        batch_size=batch_size,
+        worker_count=worker_count,
+        num_threads=num_threads,
+        batch_fn=functools.partial(grain.experimental.batch_and_pad, batch_size=batch_size),
+        drop_remainder=False,
+    )
+
+
+def loader_state(iterator: grain.DatasetIterator) -> bytes:
+    """The position of a loader's iterator, as JSON bytes to store with a checkpoint.
+
+    Restore it with ``restore_loader_state`` into an iterator of a loader built with the same
+    arguments (``worker_count`` included).
+    """
+    return json.dumps(iterator.get_state()).encode()
+
+
+def restore_loader_state(iterator: grain.DatasetIterator, state: bytes) -> None:
+    """Moves ``iterator`` to the position saved by ``loader_state``; the next batches are the
+    ones the saved iterator would have produced."""
+    decoded: Any = json.loads(state.decode())
+    iterator.set_state(decoded)

@@ -1,0 +1,339 @@
+"""Tests of the grain input pipelines and their crop / augmentation ops (tiny images)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from array_record.python.array_record_module import ArrayRecordWriter
+from PIL import Image
+
+from hpe_jax.data import pipeline, transforms
+from hpe_jax.data.records import encode_record
+
+SIZE = 16  # output side
+EDGE_POSES = [(-100.0, -99.5, -0.01), (0.0, 79.99, 99.9)]
+# MODEL.md: coarse = floor((a + 100) / 20), shift = trunc(a - (-100 + 20 * coarse)), by hand:
+# -100 -> (0, 0), -99.5 -> (0, 0), -0.01 -> (4, 19), 0 -> (5, 0), 79.99 -> (8, 19), 99.9 -> (9, 19)
+EDGE_COARSE = [[0, 0, 4], [5, 8, 9]]
+EDGE_SHIFT = [[0, 0, 19], [0, 19, 19]]
+
+
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _write_split(out: Path, split: str, poses, *, num_shards: int = 2, box=(4.0, 4.0, 28.0, 28.0)):
+    """Writes records with 32x32 random images and the given poses; record i is named str(i)."""
+    rng = np.random.default_rng(0)
+    per_shard = -(-len(poses) // num_shards)
+    for shard in range(num_shards):
+        path = out / f"{split}.array_record-{shard:05d}-of-{num_shards:05d}"
+        writer = ArrayRecordWriter(str(path), "group_size:1")
+        for i in range(shard * per_shard, min(len(poses), (shard + 1) * per_shard)):
+            writer.write(
+                encode_record(
+                    dataset="test",
+                    name=str(i),
+                    image_bytes=_png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)),
+                    image_format="png",
+                    pose=np.asarray(poses[i], np.float64),
+                    rotation=np.eye(3),
+                    box=None if box is None else np.asarray(box),
+                    landmarks=None,
+                )
+            )
+        writer.close()
+
+
+def _index_poses(n: int) -> list[tuple[float, float, float]]:
+    """Pose of record i: yaw = i (identifies the record, also after a flip), pitch = -i / 2."""
+    return [(float(i), -i / 2, 0.25 * i) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("records")
+    _write_split(out, "train", _index_poses(10))
+    _write_split(out, "test", _index_poses(7), num_shards=3)
+    _write_split(out, "edge", EDGE_POSES, num_shards=1)
+    _write_split(out, "facecrops", _index_poses(3), num_shards=1, box=None)
+    return out
+
+
+def _train(data_dir: Path, **overrides):
+    kwargs = dict(
+        batch_size=3,
+        target_size=SIZE,
+        augment=0.5,
+        flip=True,
+        seed=7,
+        worker_count=0,
+        shard_index=0,
+        shard_count=1,
+    )
+    kwargs.update(overrides)
+    return pipeline.make_train_loader(data_dir, "train", **kwargs)
+
+
+def _take(iterator, n: int) -> list[dict[str, np.ndarray]]:
+    return [{k: np.array(v) for k, v in next(iterator).items()} for _ in range(n)]
+
+
+def _assert_batches_equal(a, b) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys()
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key], err_msg=key)
+
+
+def test_loose_box_sequential_rule():
+    # w0 = 100: x_min = 100 - 0.6*0.25*100 = 85; h0 = 200: y_min = 100 - 2*0.25*200 = 0;
+    # width now 200 - 85 = 115: x_max = 200 + 0.15*115 = 217.25;
+    # height now 300 - 0 = 300: y_max = 300 + 0.15*300 = 345.
+    np.testing.assert_allclose(
+        transforms.loose_box((100, 100, 200, 300), 0.25),
+        [85.0, 0.0, 217.25, 345.0],
+        rtol=0,
+        atol=1e-12,
+    )
+    with pytest.raises(ValueError, match="x_max > x_min"):
+        transforms.loose_box((10, 0, 10, 5), 0.2)
+
+
+def test_crop_truncates_and_fills_black_outside():
+    image = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
+    pil = Image.fromarray(image)
+    # int() truncation toward zero: (2.9, 1.2, 6.99, 5.5) -> (2, 1, 6, 5), a 4x4 crop (no resize).
+    inside = np.asarray(transforms.crop_resize(pil, (2.9, 1.2, 6.99, 5.5), 4))
+    np.testing.assert_array_equal(inside, image[1:5, 2:6])
+    # (-3.7, 0.9, 4.2, 7.5) -> (-3, 0, 4, 7): three black columns, then columns 0..3 of the image.
+    edge = np.asarray(transforms.crop_resize(pil, (-3.7, 0.9, 4.2, 7.5), 7))
+    np.testing.assert_array_equal(edge[:, :3], 0)
+    np.testing.assert_array_equal(edge[:, 3:], image[:7, :4])
+
+
+def test_resize_shorter_center_crop():
+    columns = np.tile(np.arange(8, dtype=np.uint8)[None, :, None] * 30, (4, 1, 3))
+    out = transforms.resize_shorter_center_crop(Image.fromarray(columns), 4, 4)  # 8x4: no resize
+    np.testing.assert_array_equal(np.asarray(out), columns[:, 2:6])
+    with pytest.raises(ValueError, match="crop_size"):
+        transforms.resize_shorter_center_crop(Image.fromarray(columns), 4, 5)
+
+
+def test_normalize_and_brightness_contrast_values():
+    image = np.full((4, 4, 3), 100, np.uint8)
+    params = transforms.AugmentParams(
+        k=0.2, photometric="brightness_contrast", contrast=0.1, brightness=0.1
+    )
+    out, angles = transforms.augment_example(image, None, (1.0, 2.0, 3.0), params, 4)
+    expected = (
+        np.float32(100 * 1.1 + 25.5) / 255 - transforms.IMAGENET_MEAN
+    ) / transforms.IMAGENET_STD
+    np.testing.assert_allclose(out, np.broadcast_to(expected, (4, 4, 3)), rtol=1e-5)
+    np.testing.assert_array_equal(angles, [1.0, 2.0, 3.0])
+
+
+def test_flip_mirrors_the_crop_and_negates_yaw_and_roll():
+    image = np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    box, pose = (5.0, 12.0, 24.0, 33.0), (30.5, -12.25, 7.0)
+    plain = transforms.AugmentParams(k=0.3, window=(0.05, -0.02, 0.95, 1.0))
+    flipped = transforms.AugmentParams(k=0.3, window=(0.05, -0.02, 0.95, 1.0), flip=True)
+    img_a, ang_a = transforms.augment_example(image, box, pose, plain, SIZE)
+    img_b, ang_b = transforms.augment_example(image, box, pose, flipped, SIZE)
+    np.testing.assert_array_equal(img_b, img_a[:, ::-1])
+    assert not np.array_equal(img_a, img_b)
+    np.testing.assert_array_equal(ang_a, [30.5, -12.25, 7.0])
+    np.testing.assert_array_equal(ang_b, [-30.5, -12.25, -7.0])
+
+
+def test_sample_augment_params_options():
+    rng = np.random.default_rng(0)
+    drawn = [transforms.sample_augment_params(rng, augment=1.0, flip=False) for _ in range(300)]
+    assert not any(p.flip for p in drawn)
+    assert {p.photometric for p in drawn} == set(transforms.PHOTOMETRIC_OPS)
+    for p in drawn:
+        assert 0.2 <= p.k <= 0.4
+        u0, v0, u1, v1 = p.window
+        assert -0.1 <= u0 <= u1 <= 1.1 and -0.1 <= v0 <= v1 <= 1.1
+    with_flip = [transforms.sample_augment_params(rng, augment=1.0, flip=True) for _ in range(100)]
+    assert any(p.flip for p in with_flip)
+    never = [transforms.sample_augment_params(rng, augment=0.0, flip=True) for _ in range(50)]
+    assert all(p == transforms.AugmentParams(k=p.k) for p in never)
+    with pytest.raises(ValueError, match="augment"):
+        transforms.sample_augment_params(rng, augment=1.5, flip=True)
+
+
+def test_edge_angle_labels_through_both_loaders(data_dir):
+    (batch,) = list(
+        pipeline.make_eval_loader(
+            data_dir,
+            "edge",
+            batch_size=2,
+            mode="aflw2000",
+            target_size=SIZE,
+            shard_index=0,
+            shard_count=1,
+        )
+    )
+    np.testing.assert_array_equal(batch["coarse"], EDGE_COARSE)
+    np.testing.assert_array_equal(batch["shift"], EDGE_SHIFT)
+    np.testing.assert_array_equal(batch["angles"], np.asarray(EDGE_POSES, np.float32))
+    assert batch["coarse"].dtype == np.int32 and batch["shift"].dtype == np.int32
+    train = pipeline.make_train_loader(
+        data_dir,
+        "edge",
+        batch_size=2,
+        target_size=SIZE,
+        augment=0.0,
+        flip=True,
+        seed=0,
+        worker_count=0,
+        num_epochs=1,
+        shard_index=0,
+        shard_count=1,
+    )
+    (tbatch,) = list(train)
+    order = np.argsort(tbatch["angles"][:, 0])  # the train stream is shuffled
+    np.testing.assert_array_equal(tbatch["coarse"][order], EDGE_COARSE)
+    np.testing.assert_array_equal(tbatch["shift"][order], EDGE_SHIFT)
+
+
+def test_train_batch_format_and_augmented_labels(data_dir):
+    it = iter(_train(data_dir, augment=1.0))
+    for batch in _take(it, 4):
+        assert batch["image"].shape == (3, SIZE, SIZE, 3) and batch["image"].dtype == np.float32
+        assert batch["angles"].dtype == np.float32 and set(batch) == {
+            "image",
+            "coarse",
+            "shift",
+            "angles",
+        }
+        yaw, pitch, roll = batch["angles"].T
+        index = np.abs(yaw)  # record i has pose (i, -i/2, i/4); a flip negates yaw and roll only
+        np.testing.assert_array_equal(pitch, -index / 2)
+        np.testing.assert_array_equal(roll, np.sign(yaw) * index / 4)
+        coarse = np.floor((batch["angles"] + 100) / 20)
+        np.testing.assert_array_equal(batch["coarse"], coarse)
+        np.testing.assert_array_equal(batch["shift"], np.trunc(batch["angles"] + 100 - 20 * coarse))
+
+
+def test_train_is_deterministic_given_seed(data_dir):
+    a = _take(iter(_train(data_dir)), 5)
+    b = _take(iter(_train(data_dir)), 5)
+    _assert_batches_equal(a, b)
+    c = _take(iter(_train(data_dir, seed=8)), 5)
+    assert not np.array_equal(a[0]["image"], c[0]["image"])
+
+
+@pytest.mark.parametrize("worker_count", [0, 1])
+def test_restored_iterator_continues_exactly(data_dir, worker_count):
+    loader = _train(data_dir, worker_count=worker_count)
+    it = iter(loader)
+    _take(it, 3)
+    state = pipeline.loader_state(it)
+    expected = _take(it, 4)  # crosses the 10-record epoch boundary; workers prefetch ahead
+    it.close()
+    restored = iter(loader)
+    pipeline.restore_loader_state(restored, state)
+    _assert_batches_equal(_take(restored, 4), expected)
+    restored.close()
+    # A worker process computes exactly what the main process computes.
+    _assert_batches_equal(_take(iter(_train(data_dir, worker_count=0)), 7)[3:], expected)
+
+
+def test_sharding_partitions_the_training_stream(data_dir):
+    seen = []
+    for index in range(2):
+        loader = _train(
+            data_dir, batch_size=1, num_epochs=1, augment=0.0, shard_index=index, shard_count=2
+        )
+        seen.append([int(b["angles"][0, 0]) for b in loader])
+    assert len(seen[0]) == len(seen[1]) == 5
+    assert sorted(seen[0] + seen[1]) == list(range(10))
+
+
+def test_eval_yields_every_record_once_with_mask(data_dir):
+    per_process = []
+    for index in range(2):
+        loader = pipeline.make_eval_loader(
+            data_dir,
+            "test",
+            batch_size=3,
+            mode="aflw2000",
+            target_size=SIZE,
+            shard_index=index,
+            shard_count=2,
+        )
+        per_process.append(list(loader))
+    assert len(per_process[0]) == len(per_process[1]) == 2  # 8 padded records, 4 per process
+    names = []
+    for batches in per_process:
+        for batch in batches:
+            assert batch["image"].shape == (3, SIZE, SIZE, 3) and batch["mask"].shape == (3,)
+            names += batch["angles"][batch["mask"], 0].astype(int).tolist()
+            np.testing.assert_array_equal(batch["image"][~batch["mask"]], 0)
+    assert sorted(names) == list(range(7))
+    assert sum(int(b["mask"].sum()) for batches in per_process for b in batches) == 7
+
+
+def test_eval_biwi_mode_and_errors(data_dir):
+    batches = list(
+        pipeline.make_eval_loader(
+            data_dir,
+            "facecrops",
+            batch_size=2,
+            mode="biwi",
+            target_size=SIZE,
+            input_size=20,
+            shard_index=0,
+            shard_count=1,
+        )
+    )
+    np.testing.assert_array_equal(
+        np.concatenate([b["mask"] for b in batches]), [True] * 3 + [False]
+    )
+    assert batches[0]["image"].shape == (2, SIZE, SIZE, 3)
+    no_box = pipeline.make_eval_loader(
+        data_dir,
+        "facecrops",
+        batch_size=2,
+        mode="aflw2000",
+        target_size=SIZE,
+        shard_index=0,
+        shard_count=1,
+    )
+    with pytest.raises(ValueError, match=r"record '0'.*no face box"):
+        list(no_box)
+    with pytest.raises(ValueError, match="mode"):
+        pipeline.make_eval_loader(data_dir, "test", batch_size=2, mode="x", target_size=SIZE)
+
+
+def test_out_of_range_pose_names_the_record(tmp_path):
+    _write_split(tmp_path, "bad", [(0.0, 0.0, 0.0), (120.0, 0.0, 0.0)], num_shards=1)
+    loader = pipeline.make_eval_loader(
+        tmp_path,
+        "bad",
+        batch_size=2,
+        mode="aflw2000",
+        target_size=SIZE,
+        shard_index=0,
+        shard_count=1,
+    )
+    with pytest.raises(ValueError, match="record '1'"):
+        list(loader)
+
+
+def test_missing_or_incomplete_shards(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no ArrayRecord shards"):
+        _train(tmp_path)
+    (tmp_path / "x.array_record-00001-of-00002").write_bytes(b"")
+    with pytest.raises(ValueError, match="incomplete"):
+        pipeline.make_eval_loader(
+            tmp_path, "x", batch_size=1, mode="biwi", target_size=SIZE, shard_index=0, shard_count=1
+        )
