@@ -22,11 +22,13 @@ from hpe_jax.models import HPENet, get_config
 MODEL_ITEM = "model"
 META_ITEM = "meta"
 _STEP_DIR = re.compile(r"^\d+$")
+# The variables a model checkpoint holds (a tuple filter: either kind).
+MODEL_VARIABLES = (nnx.Param, nnx.BatchStat)
 
 
 def model_state(model: nnx.Module) -> dict[str, Any]:
     """The parameters and BN statistics of ``model`` as a nested dict of arrays."""
-    return nnx.to_pure_dict(nnx.state(model, nnx.Param, nnx.BatchStat))
+    return nnx.to_pure_dict(nnx.state(model, MODEL_VARIABLES))
 
 
 def save_model(
@@ -96,7 +98,7 @@ def restore_model_state(path: str | Path, model: HPENet) -> None:
             )
         except (ValueError, KeyError) as err:
             raise ValueError(f"checkpoint {step_dir} does not fit this network: {err}") from err
-    state = nnx.state(model, nnx.Param, nnx.BatchStat)
+    state = nnx.state(model, MODEL_VARIABLES)
     nnx.replace_by_pure_dict(state, restored[MODEL_ITEM])
     nnx.update(model, state)
 

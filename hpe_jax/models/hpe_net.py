@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
 from hpe_jax.models.aspp import ASPPHead
-from hpe_jax.models.config import ASPP_CHANNELS, BACKBONES, NUM_COARSE_BINS, NUM_SHIFT_BINS
+from hpe_jax.models.config import (
+    ASPP_CHANNELS,
+    BACKBONES,
+    NUM_COARSE_BINS,
+    NUM_SHIFT_BINS,
+    get_config,
+)
 from hpe_jax.models.efficientnet import EfficientNetV2Backbone
 from hpe_jax.models.fpas import FPAS
 from hpe_jax.models.layers import linear, resolve_depthwise_impl
@@ -69,3 +77,11 @@ class HPENet(nnx.Module):
 def count_parameters(model: nnx.Module) -> int:
     """Number of trainable parameters (``nnx.Param`` leaves), BN statistics excluded."""
     return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def init_model(variant: str = "s", seed: int = 0, **config_overrides: Any) -> HPENet:
+    """A freshly initialised network of ``variant`` ('s', 'm' or 'l') with the original's init,
+    in training mode. ``config_overrides`` replace fields of ``hpe_jax.models.get_config``."""
+    config = get_config(variant)
+    config.update(config_overrides)
+    return HPENet(config, rngs=nnx.Rngs(params=seed, dropout=seed + 1))

@@ -1,0 +1,176 @@
+"""Exact parity of the NNX network with an independent PyTorch definition of the original.
+
+The torch reference (tests/torch_reference.py) is written from MODEL.md; its state_dict matches the
+reference .tsv. Its random weights go through the real converter CLI and ``load_model``.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED_DIR
+from flax import nnx
+from torch_reference import build_reference_model, original_init_, randomize_bn_stats_
+
+import hpe_jax
+from hpe_jax.checkpoint import MODEL_VARIABLES
+from hpe_jax.convert_torch import load_torch_state_dict, main, torch_entries
+from hpe_jax.models import HPENet, get_config
+
+ATOL_LOGITS = 1e-4
+ATOL_DEGREES = 1e-3
+
+
+def _random_reference(variant: str, seed: int, **kwargs) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = build_reference_model(variant, **kwargs)
+    gen = torch.Generator().manual_seed(seed)
+    original_init_(model, gen)
+    randomize_bn_stats_(model, gen)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return model
+
+
+def _images(n: int, size: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, size, size, 3)).astype(np.float32)
+
+
+def _torch_forward(model: torch.nn.Module, images: np.ndarray) -> list[np.ndarray]:
+    with torch.no_grad():
+        out = model(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
+    return [t.numpy() for t in out]
+
+
+def _jax_forward(model: HPENet, images: np.ndarray) -> list[np.ndarray]:
+    return [np.asarray(o) for o in nnx.jit(lambda m, x: m(x))(model, images)]
+
+
+@pytest.fixture(scope="module")
+def converted_s(tmp_path_factory):
+    """The reference `s` network with random weights, saved as the original saves checkpoints and
+    converted with the CLI."""
+    reference = _random_reference("s", seed=0).eval()
+    tmp = tmp_path_factory.mktemp("ckpt")
+    torch.save({"epoch": 3, "model": reference.state_dict()}, tmp / "3.pkl")
+    main(["--checkpoint", str(tmp / "3.pkl"), "--variant", "s", "--output", str(tmp / "orbax")])
+    return reference, tmp
+
+
+def test_eval_parity_through_cli_and_load_model(converted_s):
+    reference, tmp = converted_s
+    images = _images(2, 224, seed=1)
+    expected = _torch_forward(reference, images)
+    model = hpe_jax.load_model(tmp / "orbax")
+    got = _jax_forward(model, images)
+    assert [g.shape for g in got] == [(2, 10), (2, 20)] * 3
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_allclose(g, e, rtol=0, atol=ATOL_LOGITS)
+    angles = np.asarray(hpe_jax.decode_angles(got))
+    ref_angles = np.asarray(hpe_jax.decode_angles(expected))
+    np.testing.assert_allclose(angles, ref_angles, rtol=0, atol=ATOL_DEGREES)
+
+
+def test_load_model_reads_variant_and_rejects_another(converted_s):
+    _, tmp = converted_s
+    assert hpe_jax.load_model(tmp / "orbax", variant="s").variant == "s"
+    with pytest.raises(ValueError, match="holds variant 's'"):
+        hpe_jax.load_model(tmp / "orbax", variant="m")
+
+
+def test_train_mode_forward_and_bn_statistics_match():
+    reference = _random_reference("s", seed=2, drop_connect_rate=0.0, dropout=0.0)
+    config = get_config("s")
+    config.drop_connect_rate = 0.0
+    config.dropout = 0.0
+    model = HPENet(config, rngs=nnx.Rngs(0))
+    load_torch_state_dict(model, reference.state_dict())
+    images = _images(3, 224, seed=3)
+    reference.train()
+    model.train()
+    expected = _torch_forward(reference, images)
+    got = _jax_forward(model, images)
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_allclose(g, e, rtol=0, atol=ATOL_LOGITS)
+    torch_state = reference.state_dict()
+    checked = 0
+    for key, variable, transform in torch_entries(model):
+        if key.endswith(("running_mean", "running_var")):
+            want = transform(torch_state[key].numpy())
+            np.testing.assert_allclose(
+                np.asarray(variable[...]), want, rtol=1e-4, atol=1e-5, err_msg=key
+            )
+            checked += 1
+    assert checked == 2 * 86  # every BatchNorm of the `s` network
+
+
+def _tsv_shapes(variant: str) -> dict[str, tuple[int, ...]]:
+    path = SHARED_DIR / "reference" / f"reference_state_dict_efficientnet_v2_{variant}.tsv"
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    shapes = {}
+    for line in path.read_text().splitlines():
+        key, shape, _ = line.split("\t")
+        shapes[key] = tuple(ast.literal_eval(shape))
+    return shapes
+
+
+@pytest.mark.parametrize("variant", ["s", "m", "l"])
+def test_converter_maps_exactly_the_reference_keys_and_shapes(variant):
+    tsv = _tsv_shapes(variant)
+    model = nnx.eval_shape(lambda: HPENet(get_config(variant), rngs=nnx.Rngs(0)))
+    entries = torch_entries(model)
+    mapped = {key for key, _, _ in entries}
+    assert mapped == {k for k in tsv if not k.endswith("num_batches_tracked")}
+    for key, variable, transform in entries:
+        converted = transform(np.zeros(tsv[key], np.float32))
+        assert converted.shape == variable.shape, key
+
+
+def test_converter_names_the_variant_of_a_foreign_checkpoint(tmp_path):
+    state = build_reference_model("m").state_dict()
+    torch.save({"epoch": 1, "model": state}, tmp_path / "m.pkl")
+    with pytest.raises(SystemExit, match="variant 'm': pass --variant m"):
+        main(
+            [
+                "--checkpoint",
+                str(tmp_path / "m.pkl"),
+                "--variant",
+                "s",
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
+
+
+def test_converter_lists_every_bad_key():
+    state = dict(build_reference_model("s").state_dict())
+    del state["stem.0.weight"]
+    state["fc_yaw_coarse.weight"] = torch.zeros(11, 256)
+    state["extra.weight"] = torch.zeros(1)
+    model = HPENet(get_config("s"), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError) as err:
+        load_torch_state_dict(model, state)
+    message = str(err.value)
+    assert "missing key: stem.0.weight" in message
+    assert "unexpected key: extra.weight" in message
+    assert "wrong shape: fc_yaw_coarse.weight" in message
+
+
+def test_bfloat16_compute_stays_close_to_float32(converted_s):
+    _, tmp = converted_s
+    f32 = hpe_jax.load_model(tmp / "orbax")
+    config = get_config("s")
+    config.dtype = "bfloat16"
+    bf16 = HPENet(config, rngs=nnx.Rngs(0))
+    nnx.update(bf16, nnx.state(f32, MODEL_VARIABLES))
+    bf16.eval()
+    images = _images(4, 224, seed=6)
+    a32 = np.asarray(hpe_jax.decode_angles(_jax_forward(f32, images)))
+    a16 = np.asarray(hpe_jax.decode_angles(_jax_forward(bf16, images)))
+    assert np.abs(a16 - a32).max() < 1.5  # degrees; bf16 has an 8-bit mantissa
