@@ -2,19 +2,17 @@
 
 Each record is a msgpack map (schema version 1):
 
-| key            | type                          | meaning                                              |
-|----------------|-------------------------------|------------------------------------------------------|
-| schema_version | int                           | ``SCHEMA_VERSION``                                   |
-| dataset        | str                           | ``300w_lp``, ``aflw2000``, ``biwi``, ``dad``, ...    |
-| name           | str                           | the source's relative name (no extension)            |
-| image          | bytes                         | encoded image: the source bytes when the source is a |
-|                |                               | JPEG/PNG file, else a lossless PNG                   |
-| image_format   | str                           | ``jpeg`` or ``png``                                  |
-| pose           | 3 floats                      | (yaw, pitch, roll) in degrees                        |
-| rotation       | 9 floats                      | row-major 3x3 rotation matrix, 300W-LP convention    |
-| box            | 4 floats or nil               | tight face box (x_min, y_min, x_max, y_max), pixels  |
-| landmarks      | {shape: [r, k], data: bytes}  | float32 landmarks, row 0 = x, row 1 = y (, row 2 = z)|
-|                | or nil                        |                                                      |
+- ``schema_version`` int: ``SCHEMA_VERSION``.
+- ``dataset`` str: ``300w_lp``, ``aflw2000``, ``biwi``, ``dad``, ...
+- ``name`` str: the source's relative name (no extension).
+- ``image`` bytes: the encoded image; the source bytes when the source is a JPEG/PNG file, else
+  a lossless PNG.
+- ``image_format`` str: ``jpeg`` or ``png``.
+- ``pose`` 3 floats: (yaw, pitch, roll) in degrees.
+- ``rotation`` 9 floats: row-major 3x3 rotation matrix, 300W-LP convention.
+- ``box`` 4 floats or nil: tight face box (x_min, y_min, x_max, y_max) in pixels.
+- ``landmarks`` {shape: [r, k], data: bytes} or nil: float32 landmarks, row 0 = x, row 1 = y
+  (row 2 = z when present).
 """
 
 from __future__ import annotations
@@ -54,7 +52,9 @@ def encode_record(
     pose = np.asarray(pose, np.float64).reshape(-1)
     rotation = np.asarray(rotation, np.float64)
     if pose.shape != (3,) or rotation.shape != (3, 3):
-        raise ValueError(f"{name}: pose must be (3,), rotation (3, 3); got {pose.shape}, {rotation.shape}")
+        raise ValueError(
+            f"{name}: pose must be (3,), rotation (3, 3); got {pose.shape}, {rotation.shape}"
+        )
     if box is not None:
         box = np.asarray(box, np.float64).reshape(-1)
         if box.shape != (4,):
@@ -95,7 +95,9 @@ def decode_record(raw: bytes, *, with_image: bool = True) -> dict[str, Any]:
     rec = msgpack.unpackb(raw, raw=False)
     version = rec.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise ValueError(f"record schema version {version!r} is not the supported {SCHEMA_VERSION}")
+        raise ValueError(
+            f"record schema version {version!r} is not the supported {SCHEMA_VERSION}"
+        )
     lm = rec["landmarks"]
     out: dict[str, Any] = {
         "dataset": rec["dataset"],
