@@ -90,7 +90,8 @@ def decode_record(raw: bytes, *, with_image: bool = True) -> dict[str, Any]:
 
     Returns a dict with ``dataset``, ``name``, ``pose`` (3,) float32 degrees (yaw, pitch, roll),
     ``rotation`` (3, 3) float32, ``box`` (4,) float32 or None, ``landmarks`` (R, K) float32 or
-    None, ``image_bytes`` and ``image_format``, and, when ``with_image``, ``image`` (H, W, 3) uint8 RGB.
+    None, ``image_bytes`` and ``image_format``, and, when ``with_image``, ``image`` (H, W, 3)
+    uint8 RGB.
     """
     rec = msgpack.unpackb(raw, raw=False)
     version = rec.get("schema_version")
