@@ -1,0 +1,322 @@
+"""The training loop: sharded jitted steps, orbax checkpoints (resume / transfer), validation,
+logging. ``train_main.py`` calls ``train_and_evaluate``."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm import tqdm
+
+from hpe_jax import checkpoint
+from hpe_jax.data.pipeline import make_eval_loader, make_train_loader
+from hpe_jax.evaluate import evaluate_batches
+from hpe_jax.metrics_writer import MetricsWriter
+from hpe_jax.models import HPENet
+from hpe_jax.train_state import (
+    create_train_state,
+    make_optimizer,
+    predict_angles,
+    split_model,
+    train_step,
+)
+
+TRAIN_ITEM, OPT_ITEM, DATA_ITEM = "train", "opt_state", "data_iter"
+
+
+class StopRequested:
+    """Turns SIGTERM and SIGINT into a flag that the loop checks after each step."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.signal = signum
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+def _num_records(data_dir: str, split: str) -> int:
+    from data_prep.layout import read_metadata
+
+    return int(read_metadata(data_dir, split)["num_records"])
+
+
+def _local_rows(array: jax.Array) -> np.ndarray:
+    """This process's rows of a batch-sharded global array, in local order."""
+    shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
+    rows = [np.asarray(s.data) for s in shards if s.replica_id == 0]
+    return np.concatenate(rows, axis=0)
+
+
+def load_initial_weights(model: HPENet, path: str) -> None:
+    """Transfer: copies the weights at ``path`` (an orbax checkpoint, or a PyTorch checkpoint
+    file of the original) into ``model`` in place."""
+    if Path(path).is_file():
+        from hpe_jax.convert_torch import load_torch_state_dict, read_torch_checkpoint
+
+        load_torch_state_dict(model, read_torch_checkpoint(path))
+        return
+    stored = checkpoint.read_meta(path).get("variant")
+    if stored is not None and stored != model.variant:
+        raise ValueError(
+            f"init_from {path} holds variant {stored!r}, the config asks for {model.variant!r}"
+        )
+    checkpoint.restore_model_state(path, model)
+
+
+class Trainer:
+    """State and jitted functions of one training run (see ``train_and_evaluate``)."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: Path):
+        self.config = config
+        self.workdir = workdir
+        num_devices = jax.device_count()
+        if config.batch_size % num_devices or config.eval_batch_size % num_devices:
+            raise ValueError(
+                f"batch_size {config.batch_size} and eval_batch_size {config.eval_batch_size} "
+                f"must be multiples of the device count {num_devices}"
+            )
+        self.mesh = jax.make_mesh(
+            (num_devices,), ("data",), axis_types=(jax.sharding.AxisType.Auto,)
+        )
+        self.replicated = NamedSharding(self.mesh, P())
+        self.batch_sharding = NamedSharding(self.mesh, P("data"))
+
+        model = HPENet(config.model, rngs=nnx.Rngs(params=config.seed, dropout=config.seed))
+        if config.init_from:
+            load_initial_weights(model, config.init_from)
+        self.tx = make_optimizer(config)
+        train_def, self.eval_def, _, _, self.rest = split_model(model)
+        self.state = jax.device_put(
+            create_train_state(model, self.tx, config.seed), self.replicated
+        )
+        self.step_fn = jax.jit(
+            functools.partial(
+                train_step,
+                graphdef=train_def,
+                tx=self.tx,
+                loss_alpha=config.loss_alpha,
+            ),
+            in_shardings=(self.replicated, self.batch_sharding, self.replicated),
+            out_shardings=(self.replicated, self.replicated),
+            donate_argnums=0,
+        )
+        self.predict_fn = jax.jit(
+            functools.partial(predict_angles, graphdef=self.eval_def),
+            in_shardings=(self.replicated, self.replicated, self.replicated, self.batch_sharding),
+            out_shardings=self.batch_sharding,
+        )
+        self.manager = ocp.CheckpointManager(
+            (workdir / "checkpoints").absolute(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True),
+        )
+        self.best_manager = ocp.CheckpointManager(
+            (workdir / "best").absolute(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+        )
+
+    def global_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        return {
+            k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(v))
+            for k, v in batch.items()
+        }
+
+    def model_view(self) -> HPENet:
+        return nnx.merge(self.eval_def, self.state.params, self.state.batch_stats, self.rest)
+
+    def check_finite(self) -> None:
+        bad = int(self.state.nonfinite_step)
+        if bad >= 0:
+            raise FloatingPointError(
+                f"the training loss became NaN or Inf at step {bad}; training stopped (that "
+                f"update was not applied); the last checkpoint, step {self.manager.latest_step()},"
+                " is intact"
+            )
+
+    def save(self, epoch: int, iterator: grain.DatasetIterator) -> None:
+        self.check_finite()
+        step = int(self.state.step)
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                **{
+                    checkpoint.MODEL_ITEM: ocp.args.StandardSave(
+                        checkpoint.model_state(self.model_view())
+                    ),
+                    checkpoint.META_ITEM: ocp.args.JsonSave(self._meta()),
+                    OPT_ITEM: ocp.args.StandardSave(self.state.opt_state),
+                    TRAIN_ITEM: ocp.args.JsonSave({"step": step, "epoch": epoch}),
+                    DATA_ITEM: grain.checkpoint.CheckpointSave(iterator),
+                }
+            ),
+        )
+
+    def save_best(self, metrics: dict[str, Any]) -> None:
+        step = int(self.state.step)
+        self.best_manager.save(
+            step,
+            args=ocp.args.Composite(
+                **{
+                    checkpoint.MODEL_ITEM: ocp.args.StandardSave(
+                        checkpoint.model_state(self.model_view())
+                    ),
+                    checkpoint.META_ITEM: ocp.args.JsonSave({**self._meta(), "val": metrics}),
+                }
+            ),
+        )
+
+    def _meta(self) -> dict[str, Any]:
+        return {"variant": self.config.model.variant, "model_config": self.config.model.to_dict()}
+
+    def restore_latest(self, iterator: grain.DatasetIterator) -> int:
+        """Resumes from the newest checkpoint of the workdir; returns its epoch (0 when none)."""
+        step = self.manager.latest_step()
+        if step is None:
+            return 0
+        model = self.model_view()
+        checkpoint.restore_model_state(self.manager.directory / str(step), model)
+        abstract_opt = jax.tree.map(ocp.utils.to_shape_dtype_struct, self.state.opt_state)
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                **{
+                    OPT_ITEM: ocp.args.StandardRestore(abstract_opt),
+                    TRAIN_ITEM: ocp.args.JsonRestore(),
+                    DATA_ITEM: grain.checkpoint.CheckpointRestore(iterator),
+                }
+            ),
+        )
+        _, params, batch_stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+        self.state = jax.device_put(
+            self.state.replace(
+                step=np.int32(step),
+                params=params,
+                batch_stats=batch_stats,
+                opt_state=restored[OPT_ITEM],
+            ),
+            self.replicated,
+        )
+        return int(restored[TRAIN_ITEM]["epoch"])
+
+    def validate(self) -> dict[str, Any]:
+        data = self.config.data
+        loader = make_eval_loader(
+            data.val_dir,
+            data.val_split,
+            batch_size=self.config.eval_batch_size // jax.process_count(),
+            mode=data.val_mode,
+            target_size=data.image_size,
+            input_size=data.val_input_size,
+            worker_count=0,
+            num_threads=data.num_threads,
+        )
+        s = self.state
+
+        def predict(images: np.ndarray) -> np.ndarray:
+            out = self.predict_fn(
+                s.params, s.batch_stats, self.rest, self.global_batch({"image": images})["image"]
+            )
+            return _local_rows(out)
+
+        return evaluate_batches(predict, loader, progress=False)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+    """Trains (fresh, resumed from ``workdir/checkpoints``, or transferred from
+    ``config.init_from``) and validates at each epoch end; returns the last validation metrics
+    (empty without validation data)."""
+    workdir = Path(workdir)
+    data = config.data
+    trainer = Trainer(config, workdir)
+    writer = MetricsWriter(workdir)
+    stop = StopRequested()
+    steps_per_epoch = _num_records(data.train_dir, data.train_split) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"{data.train_dir} holds fewer records than one batch ({config.batch_size})"
+        )
+    total_steps = config.num_epochs * steps_per_epoch
+    if config.max_steps > 0:
+        total_steps = min(total_steps, config.max_steps)
+    loader = make_train_loader(
+        data.train_dir,
+        data.train_split,
+        batch_size=config.batch_size // jax.process_count(),
+        target_size=data.image_size,
+        augment=data.augment,
+        flip=data.flip,
+        seed=config.seed,
+        worker_count=data.worker_count,
+        num_threads=data.num_threads,
+    )
+    iterator = iter(loader)
+    epoch = trainer.restore_latest(iterator)
+    step = int(trainer.state.step)
+    if step:
+        logging.info("resumed from step %d (epoch %d)", step, epoch)
+    val_metrics: dict[str, Any] = {}
+    best = float("inf")
+    bar = tqdm(
+        total=total_steps,
+        initial=step,
+        unit="step",
+        disable=not config.progress or jax.process_index() != 0,
+        desc="train",
+    )
+    window_start, window_steps = time.perf_counter(), 0
+    while step < total_steps and not stop:
+        batch = trainer.global_batch(next(iterator))
+        trainer.state, metrics = trainer.step_fn(trainer.state, batch, trainer.rest)
+        step += 1
+        window_steps += 1
+        bar.update(1)
+        end_of_epoch = step % steps_per_epoch == 0
+        if step % config.log_every_steps == 0 or end_of_epoch or step == total_steps:
+            trainer.check_finite()
+            elapsed = time.perf_counter() - window_start
+            values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            values.update(
+                epoch=epoch,
+                learning_rate=config.learning_rate,
+                images_per_s=window_steps * config.batch_size / elapsed,
+            )
+            writer.write("train", step, values)
+            bar.set_postfix(loss=f"{values['loss']:.3f}", img_s=f"{values['images_per_s']:.1f}")
+            window_start, window_steps = time.perf_counter(), 0
+        if end_of_epoch:
+            epoch += 1
+            if data.val_dir:
+                val_metrics = trainer.validate()
+                writer.write("val", step, {**val_metrics, "epoch": epoch})
+                if val_metrics["mean_mae"] < best:
+                    best = val_metrics["mean_mae"]
+                    trainer.save_best(val_metrics)
+            trainer.save(epoch, iterator)
+        elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+            trainer.save(epoch, iterator)
+    bar.close()
+    if stop:
+        logging.warning("signal %s received: saving step %d and stopping", stop.signal, step)
+    if stop or (step == total_steps and trainer.manager.latest_step() != step):
+        trainer.save(epoch, iterator)
+    trainer.manager.wait_until_finished()
+    trainer.best_manager.wait_until_finished()
+    trainer.check_finite()
+    writer.close()
+    return val_metrics

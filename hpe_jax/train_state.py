@@ -1,0 +1,142 @@
+"""The training state, the optimiser of the original, and the pure jitted train / eval steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from hpe_jax.models import HEAD_NAMES, HPENet
+from hpe_jax.pose import decode_angles, pose_loss
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a train step reads and writes.
+
+    ``rng`` is raw uint32 key data (the dropout / stochastic-depth key of step ``s`` is
+    ``fold_in(rng, s)``, so a resumed run draws the same masks). ``nonfinite_step`` is -1 while
+    every loss so far was finite, else the first step whose loss was NaN/Inf (that step's update,
+    and every later one, is not applied).
+    """
+
+    step: jax.Array
+    params: nnx.State
+    batch_stats: nnx.State
+    opt_state: optax.OptState
+    rng: jax.Array
+    nonfinite_step: jax.Array
+
+
+def _param_group(path: tuple[Any, ...], _: Any) -> str:
+    top = path[0]
+    name = getattr(top, "key", getattr(top, "name", top))
+    return "heads" if name in HEAD_NAMES else "base"
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """AdamW of the original: ``config.learning_rate`` for stem/blocks/side/aspp and
+    ``config.head_lr_multiplier`` times it for the six heads; betas (0.9, 0.999), eps 1e-8,
+    decoupled weight decay ``config.weight_decay`` on every parameter (PyTorch's AdamW)."""
+
+    def adamw(lr: float) -> optax.GradientTransformation:
+        return optax.adamw(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=config.weight_decay)
+
+    return optax.multi_transform(
+        {
+            "base": adamw(config.learning_rate),
+            "heads": adamw(config.learning_rate * config.head_lr_multiplier),
+        },
+        lambda params: jax.tree_util.tree_map_with_path(_param_group, params),
+    )
+
+
+def split_model(model: HPENet) -> tuple[nnx.GraphDef, nnx.GraphDef, nnx.State, nnx.State, Any]:
+    """(train graphdef, eval graphdef, params, batch_stats, rest): ``rest`` is the model's rng
+    state, reseeded in every train step."""
+    model.train()
+    train_def, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    model.eval()
+    eval_def = nnx.graphdef(model)
+    model.train()
+    return train_def, eval_def, params, batch_stats, rest
+
+
+def create_train_state(model: HPENet, tx: optax.GradientTransformation, seed: int) -> TrainState:
+    """A fresh training state for ``model`` (step 0, new optimiser state)."""
+    _, _, params, batch_stats, _ = split_model(model)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=tx.init(params),
+        rng=jax.random.key_data(jax.random.key(seed)),
+        nonfinite_step=jnp.full((), -1, jnp.int32),
+    )
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    rest: Any,
+    *,
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    loss_alpha: float,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimisation step on a (global) batch: image (B, S, S, 3) NHWC normalised, coarse and
+    shift (B, 3) int labels, angles (B, 3) degrees (yaw, pitch, roll).
+
+    ``rest`` is the model's rng state from ``split_model`` (reseeded here from ``state.rng`` and
+    the step). Pure: jit it with the batch sharded over the mesh's data axis and the state
+    replicated; BN statistics are then those of the global batch. Returns the new state and
+    scalar metrics (total loss, per-angle losses).
+    """
+    model = nnx.merge(graphdef, state.params, state.batch_stats, rest)
+    nnx.reseed(model, dropout=jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step))
+
+    def loss_fn(model: HPENet) -> tuple[jax.Array, dict[str, jax.Array]]:
+        outputs = model(batch["image"])
+        return pose_loss(
+            outputs, batch["coarse"], batch["shift"], batch["angles"], alpha=loss_alpha
+        )
+
+    (loss, per_angle), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    batch_stats = nnx.state(model, nnx.BatchStat)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ok = jnp.isfinite(loss) & (state.nonfinite_step < 0)
+
+    def keep_if_ok(new: Any, old: Any) -> Any:
+        return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+
+    new_state = state.replace(
+        step=state.step + 1,
+        params=keep_if_ok(params, state.params),
+        batch_stats=keep_if_ok(batch_stats, state.batch_stats),
+        opt_state=keep_if_ok(opt_state, state.opt_state),
+        nonfinite_step=jnp.where(
+            (state.nonfinite_step < 0) & ~jnp.isfinite(loss), state.step, state.nonfinite_step
+        ),
+    )
+    metrics = {"loss": loss, **{f"loss_{name}": value for name, value in per_angle.items()}}
+    return new_state, metrics
+
+
+def predict_angles(
+    params: nnx.State,
+    batch_stats: nnx.State,
+    rest: Any,
+    images: jax.Array,
+    *,
+    graphdef: nnx.GraphDef,
+) -> jax.Array:
+    """Inference: (N, S, S, 3) normalised images -> (N, 3) degrees (yaw, pitch, roll).
+    ``graphdef`` must be the eval-mode graphdef of ``split_model``."""
+    model = nnx.merge(graphdef, params, batch_stats, rest)
+    return decode_angles(model(images))
