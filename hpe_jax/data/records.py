@@ -96,9 +96,7 @@ def decode_record(raw: bytes, *, with_image: bool = True) -> dict[str, Any]:
     rec = msgpack.unpackb(raw, raw=False)
     version = rec.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise ValueError(
-            f"record schema version {version!r} is not the supported {SCHEMA_VERSION}"
-        )
+        raise ValueError(f"record schema version {version!r} is not the supported {SCHEMA_VERSION}")
     lm = rec["landmarks"]
     out: dict[str, Any] = {
         "dataset": rec["dataset"],
