@@ -23,9 +23,9 @@ from pathlib import Path
 
 import grain
 import numpy as np
-from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
+from data_prep.writer import ShardSetWriter
 from hpe_jax.data.pipeline import make_train_loader
 from hpe_jax.data.records import encode_record
 
@@ -50,16 +50,14 @@ def write_records(out: Path, split: str, num: int, num_shards: int = 2, seed: in
     rng = np.random.default_rng(seed)
     total = 0
     per_shard = -(-num // num_shards)
-    for shard in range(num_shards):
-        writer = ArrayRecordWriter(
-            str(out / f"{split}.array_record-{shard:05d}-of-{num_shards:05d}"), "group_size:1"
-        )
-        for i in range(shard * per_shard, min(num, (shard + 1) * per_shard)):
+    with ShardSetWriter(out, split, num_shards) as writer:
+        for i in range(num):
             jpeg = _random_jpeg(rng)
             total += len(jpeg)
             x0, y0 = rng.uniform(120, 180, size=2)
             side = rng.uniform(120, 180)
             writer.write(
+                i // per_shard,
                 encode_record(
                     dataset="bench",
                     name=f"bench/{i}",
@@ -69,9 +67,9 @@ def write_records(out: Path, split: str, num: int, num_shards: int = 2, seed: in
                     rotation=np.eye(3),
                     box=np.array([x0, y0, x0 + side, y0 + 1.1 * side]),
                     landmarks=None,
-                )
+                ),
             )
-        writer.close()
+        writer.commit({"dataset": "bench", "split": split})
     return total
 
 

@@ -6,7 +6,7 @@ and the converter's worker processes, which import this package, must not pay fo
 
 from typing import Any
 
-from data_prep.layout import shard_paths
+from hpe_jax.data.layout import shard_paths
 
 __all__ = ["read_records", "shard_paths"]
 

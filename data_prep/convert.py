@@ -39,8 +39,8 @@ from tqdm import tqdm
 
 from data_prep.common import ConversionError, Sample
 from data_prep.datasets import READERS, Failure, load_chunk, reader
-from data_prep.layout import check_split, stale_temporaries
 from data_prep.writer import WRITER_OPTIONS, ShardSetWriter
+from hpe_jax.data.layout import check_split, stale_temporaries
 from hpe_jax.data.records import SCHEMA_VERSION, encode_record
 from hpe_jax.pose import ANGLE_NAMES, rotation_from_euler
 
@@ -199,8 +199,6 @@ def convert(
             "split": split,
             "source_dir": str(data_dir),
             "filename_list": None if list_path is None else str(list_path),
-            "num_records": len(poses),
-            "num_shards": num_shards,
             "shards": writer.names,
             "records_per_shard": writer.counts,
             "writer_options": WRITER_OPTIONS,
@@ -214,8 +212,7 @@ def convert(
             "angle_ranges": _angle_ranges(poses),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        writer.commit(metadata)
-    return metadata
+        return writer.commit(metadata)
 
 
 def build_parser() -> argparse.ArgumentParser:

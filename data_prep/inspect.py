@@ -18,8 +18,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from data_prep.layout import read_metadata
 from data_prep.reader import read_records
+from hpe_jax.data.layout import read_metadata
 
 LISTED = 5
 CAPTION = 30

@@ -8,7 +8,7 @@ from typing import Any
 
 from array_record.python.array_record_module import ArrayRecordReader
 
-from data_prep.layout import shard_paths
+from hpe_jax.data.layout import shard_paths
 from hpe_jax.data.records import decode_record
 
 READ_BATCH = 64

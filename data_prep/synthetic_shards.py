@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_prep.convert import convert
-from data_prep.layout import metadata_path
 from data_prep.synthetic import generate
+from hpe_jax.data.layout import metadata_path
 
 
 def prepare_synthetic_shards(

@@ -16,7 +16,7 @@ from typing import Any
 
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from data_prep.layout import metadata_path, shard_name, shard_name_re, temp_path
+from hpe_jax.data.layout import metadata_path, shard_name, shard_name_re, temp_path
 
 # One record per chunk for fast random access; records hold already-compressed images.
 WRITER_OPTIONS = "group_size:1,uncompressed"
@@ -57,8 +57,10 @@ class ShardSetWriter:
         self._writers[shard].write(record)
         self.counts[shard] += 1
 
-    def commit(self, metadata: dict[str, Any]) -> None:
-        """Closes the shards, replaces the split's old files and writes ``metadata`` last."""
+    def commit(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Closes the shards, replaces the split's old files and writes ``metadata`` last, with
+        ``num_shards`` and ``num_records`` set from what was written; returns what it wrote."""
+        metadata = {**metadata, "num_shards": len(self.names), "num_records": sum(self.counts)}
         for path, writer in zip(self._temps, self._writers, strict=True):
             if not writer.ok():
                 raise OSError(f"{path}: the ArrayRecord writer failed")
@@ -75,6 +77,7 @@ class ShardSetWriter:
             os.replace(temp, self.output_dir / name)
         os.replace(self._metadata_temp, self._metadata)
         self._done = True
+        return metadata
 
     def abort(self) -> None:
         """Closes and deletes the temporary files (a no-op after ``commit``)."""

@@ -52,7 +52,7 @@ class StopRequested:
 
 
 def _num_records(data_dir: str, split: str) -> int:
-    from data_prep.layout import read_metadata
+    from hpe_jax.data.layout import read_metadata
 
     return int(read_metadata(data_dir, split)["num_records"])
 

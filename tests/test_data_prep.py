@@ -20,7 +20,7 @@ from data_prep.common import ConversionError
 from data_prep.convert import convert, main
 from data_prep.dad import wrap_degrees
 from data_prep.inspect import axis_endpoints
-from data_prep.layout import stale_temporaries
+from hpe_jax.data.layout import stale_temporaries
 from hpe_jax.pose import rotation_from_euler
 
 REPO = Path(__file__).resolve().parents[1]

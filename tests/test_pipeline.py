@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
+from data_prep.writer import ShardSetWriter
 from hpe_jax.data import pipeline, transforms
 from hpe_jax.data.records import encode_record
 
@@ -31,23 +31,22 @@ def _write_split(out: Path, split: str, poses, *, num_shards: int = 2, box=(4.0,
     """Writes records with 32x32 random images and the given poses; record i is named str(i)."""
     rng = np.random.default_rng(0)
     per_shard = -(-len(poses) // num_shards)
-    for shard in range(num_shards):
-        path = out / f"{split}.array_record-{shard:05d}-of-{num_shards:05d}"
-        writer = ArrayRecordWriter(str(path), "group_size:1")
-        for i in range(shard * per_shard, min(len(poses), (shard + 1) * per_shard)):
+    with ShardSetWriter(out, split, num_shards) as writer:
+        for i, pose in enumerate(poses):
             writer.write(
+                i // per_shard,
                 encode_record(
                     dataset="test",
                     name=str(i),
                     image_bytes=_png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)),
                     image_format="png",
-                    pose=np.asarray(poses[i], np.float64),
+                    pose=np.asarray(pose, np.float64),
                     rotation=np.eye(3),
                     box=None if box is None else np.asarray(box),
                     landmarks=None,
-                )
+                ),
             )
-        writer.close()
+        writer.commit({"dataset": "test", "split": split})
 
 
 def _index_poses(n: int) -> list[tuple[float, float, float]]:
@@ -330,10 +329,11 @@ def test_out_of_range_pose_names_the_record(tmp_path):
 
 
 def test_missing_or_incomplete_shards(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no ArrayRecord shards"):
+    with pytest.raises(FileNotFoundError, match="no finished conversion"):
         _train(tmp_path)
-    (tmp_path / "x.array_record-00001-of-00002").write_bytes(b"")
-    with pytest.raises(ValueError, match="incomplete"):
+    _write_split(tmp_path, "x", [(0.0, 0.0, 0.0)] * 4)
+    (tmp_path / "x.array_record-00001-of-00002").unlink()
+    with pytest.raises(FileNotFoundError, match="are missing"):
         pipeline.make_eval_loader(
             tmp_path, "x", batch_size=1, mode="biwi", target_size=SIZE, shard_index=0, shard_count=1
         )

@@ -48,7 +48,6 @@ import dataclasses
 import functools
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -59,30 +58,11 @@ from absl import flags
 from PIL import Image
 
 from hpe_jax.data import transforms
+from hpe_jax.data.layout import shard_paths
 from hpe_jax.data.records import decode_record
 from hpe_jax.pose import encode_bins
 
 EVAL_MODES = ("aflw2000", "biwi")
-_SHARD_RE = re.compile(r"\.array_record-(\d{5})-of-(\d{5})$")
-
-
-def _shard_paths(data_dir: str | Path, split: str) -> list[str]:
-    """The complete, ordered list of ``<split>.array_record-NNNNN-of-MMMMM`` files in data_dir."""
-    paths = sorted(Path(data_dir).glob(f"{split}.array_record-*-of-*"))
-    found = [(p, _SHARD_RE.search(p.name)) for p in paths]
-    found = [(p, m) for p, m in found if m is not None]
-    if not found:
-        raise FileNotFoundError(
-            f"no ArrayRecord shards {split}.array_record-NNNNN-of-MMMMM in {data_dir}"
-        )
-    counts = {int(m.group(2)) for _, m in found}
-    indices = [int(m.group(1)) for _, m in found]
-    if len(counts) != 1 or indices != list(range(counts.pop())):
-        raise ValueError(
-            f"incomplete or inconsistent shards of split {split!r} in {data_dir}: "
-            f"{[p.name for p, _ in found]}"
-        )
-    return [str(p) for p, _ in found]
 
 
 def _labels(angles: np.ndarray, name: str) -> dict[str, np.ndarray]:
@@ -238,7 +218,7 @@ def make_train_loader(
     if num_epochs is not None:
         _check_positive(num_epochs=num_epochs)
     shard_index, shard_count = _shard_args(shard_index, shard_count)
-    source = grain.sources.ArrayRecordDataSource(_shard_paths(data_dir, split))
+    source = grain.sources.ArrayRecordDataSource(shard_paths(data_dir, split))
     ds = (
         grain.MapDataset.source(source)
         .shuffle(seed=seed)
@@ -299,7 +279,7 @@ def make_eval_loader(
     if mode == "biwi" and input_size < target_size:
         raise ValueError(f"input_size {input_size} must be >= target_size {target_size}")
     shard_index, shard_count = _shard_args(shard_index, shard_count)
-    source = grain.sources.ArrayRecordDataSource(_shard_paths(data_dir, split))
+    source = grain.sources.ArrayRecordDataSource(shard_paths(data_dir, split))
     ds = grain.MapDataset.source(source)
     num_padding = math.ceil(len(source) / shard_count) * shard_count - len(source)
     if num_padding:
