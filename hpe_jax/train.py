@@ -21,6 +21,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
 from hpe_jax import checkpoint
+from hpe_jax.data.layout import read_metadata
 from hpe_jax.data.pipeline import make_eval_loader, make_train_loader
 from hpe_jax.evaluate import evaluate_batches
 from hpe_jax.metrics_writer import MetricsWriter
@@ -52,8 +53,6 @@ class StopRequested:
 
 
 def _num_records(data_dir: str, split: str) -> int:
-    from hpe_jax.data.layout import read_metadata
-
     return int(read_metadata(data_dir, split)["num_records"])
 
 
