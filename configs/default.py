@@ -29,7 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.batch_size = 32  # global, over all devices and processes
     config.eval_batch_size = 64
     config.num_epochs = 80
-    config.learning_rate = 1e-5
+    config.learning_rate = 1e-5  # base; the six heads get head_lr_multiplier times it
+    config.lr_schedule = "constant"  # the original's; or "cosine" (warm-up, then decay to 0)
+    config.warmup_steps = 0
     config.head_lr_multiplier = 5.0
     config.weight_decay = 0.01
     config.loss_alpha = 1.0

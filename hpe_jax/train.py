@@ -28,6 +28,7 @@ from hpe_jax.metrics_writer import MetricsWriter
 from hpe_jax.models import HPENet
 from hpe_jax.train_state import (
     create_train_state,
+    learning_rate_schedule,
     make_optimizer,
     predict_angles,
     split_model,
@@ -97,10 +98,21 @@ class Trainer:
         self.replicated = NamedSharding(self.mesh, P())
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
 
+        data = config.data
+        self.steps_per_epoch = _num_records(data.train_dir, data.train_split) // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"{data.train_dir} holds fewer records than one batch ({config.batch_size})"
+            )
+        self.total_steps = config.num_epochs * self.steps_per_epoch
+        if config.max_steps > 0:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        self.learning_rate = learning_rate_schedule(config, self.total_steps)
+
         model = HPENet(config.model, rngs=nnx.Rngs(params=config.seed, dropout=config.seed))
         if config.init_from:
             load_initial_weights(model, config.init_from)
-        self.tx = make_optimizer(config)
+        self.tx = make_optimizer(config, self.total_steps)
         train_def, self.eval_def, _, _, self.rest = split_model(model)
         self.state = jax.device_put(
             create_train_state(model, self.tx, config.seed), self.replicated
@@ -245,14 +257,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     trainer = Trainer(config, workdir)
     writer = MetricsWriter(workdir)
     stop = StopRequested()
-    steps_per_epoch = _num_records(data.train_dir, data.train_split) // config.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"{data.train_dir} holds fewer records than one batch ({config.batch_size})"
-        )
-    total_steps = config.num_epochs * steps_per_epoch
-    if config.max_steps > 0:
-        total_steps = min(total_steps, config.max_steps)
+    steps_per_epoch, total_steps = trainer.steps_per_epoch, trainer.total_steps
     loader = make_train_loader(
         data.train_dir,
         data.train_split,

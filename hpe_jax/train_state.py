@@ -39,19 +39,41 @@ def _param_group(path: tuple[Any, ...], _: Any) -> str:
     return "heads" if name in HEAD_NAMES else "base"
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """AdamW of the original: ``config.learning_rate`` for stem/blocks/side/aspp and
-    ``config.head_lr_multiplier`` times it for the six heads; betas (0.9, 0.999), eps 1e-8,
-    decoupled weight decay ``config.weight_decay`` on every parameter (PyTorch's AdamW)."""
+def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    """The base learning rate per step: ``config.lr_schedule`` 'constant' (the original's) or
+    'cosine' (linear warm-up over ``config.warmup_steps``, cosine decay to 0 at ``total_steps``)."""
+    if config.lr_schedule == "constant":
+        return optax.constant_schedule(config.learning_rate)
+    if config.lr_schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0,
+            config.learning_rate,
+            config.warmup_steps,
+            max(total_steps, config.warmup_steps + 1),
+        )
+    raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
 
-    def adamw(lr: float) -> optax.GradientTransformation:
-        return optax.adamw(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=config.weight_decay)
+
+def make_optimizer(
+    config: ml_collections.ConfigDict, total_steps: int
+) -> optax.GradientTransformation:
+    """AdamW of the original: the base schedule (``learning_rate_schedule``) for
+    stem/blocks/side/aspp and ``config.head_lr_multiplier`` times it for the six heads; betas
+    (0.9, 0.999), eps 1e-8, decoupled weight decay ``config.weight_decay`` on every parameter
+    (PyTorch's AdamW)."""
+    base = learning_rate_schedule(config, total_steps)
+
+    def adamw(scale: float) -> optax.GradientTransformation:
+        return optax.adamw(
+            lambda step: scale * base(step),
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            weight_decay=config.weight_decay,
+        )
 
     return optax.multi_transform(
-        {
-            "base": adamw(config.learning_rate),
-            "heads": adamw(config.learning_rate * config.head_lr_multiplier),
-        },
+        {"base": adamw(1.0), "heads": adamw(config.head_lr_multiplier)},
         lambda params: jax.tree_util.tree_map_with_path(_param_group, params),
     )
 
