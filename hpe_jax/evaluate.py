@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -14,7 +15,14 @@ from tqdm import tqdm
 
 from hpe_jax.pose import geodesic, mae, maev, rotation_from_euler
 
+if TYPE_CHECKING:
+    from hpe_jax.models import HPENet
+
 METRIC_NAMES = ("yaw", "pitch", "roll", "mean_mae", "maev", "geodesic")
+# Files of the original's checkpoints (torch.save): ``<epoch>.pkl`` in its snapshot folders.
+TORCH_SUFFIXES = (".pkl", ".pth", ".pt")
+# Where a training workdir keeps its checkpoints (hpe_jax.train): every saved step, the best one.
+WORKDIR_SUBDIRS = ("checkpoints", "best")
 
 
 def evaluate_batches(
@@ -78,6 +86,97 @@ def write_report(path: str | Path, report: dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(report, indent=2) + "\n")
 
 
+def is_torch_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a file named like a PyTorch checkpoint (``TORCH_SUFFIXES``)."""
+    path = Path(path)
+    return path.is_file() and path.suffix.lower() in TORCH_SUFFIXES
+
+
+def load_network(path: str | Path, variant: str | None = None) -> HPENet:
+    """The network at ``path`` in inference mode: an original PyTorch checkpoint file (converted,
+    as ``variant``, default 's') or an orbax checkpoint (see ``hpe_jax.checkpoint.load_model``;
+    a ``variant`` other than the stored one is an error)."""
+    if Path(path).is_file():
+        from hpe_jax.convert_torch import convert_checkpoint
+
+        return convert_checkpoint(path, variant or "s")
+    from hpe_jax.checkpoint import load_model
+
+    return load_model(path, variant=variant)
+
+
+def _numbered_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    from hpe_jax.checkpoint import MODEL_ITEM
+
+    found = []
+    for child in directory.iterdir():
+        if child.is_dir() and child.name.isdecimal() and (child / MODEL_ITEM).is_dir():
+            found.append((int(child.name), child))
+        elif is_torch_checkpoint(child) and child.stem.isdecimal():
+            found.append((int(child.stem), child))
+    return sorted(found)
+
+
+def list_checkpoints(path: str | Path) -> list[tuple[str, Path]]:
+    """The checkpoints at ``path`` as (name, path) pairs.
+
+    - an orbax step directory (it holds a ``model`` item) or a PyTorch checkpoint file: itself,
+      named by its file name;
+    - any other directory: every numbered checkpoint (orbax step directories ``<step>`` and
+      PyTorch files ``<epoch>.pkl`` / ``.pth`` / ``.pt``) in it and in its ``checkpoints`` and
+      ``best`` folders (a training workdir), in that order, by number; named by their path
+      relative to ``path`` (``checkpoints/1200``, ``best/1200``, ``7.pkl``).
+
+    Raises FileNotFoundError when ``path`` does not exist or holds no checkpoint, ValueError for a
+    file that is not named like a PyTorch checkpoint.
+    """
+    from hpe_jax.checkpoint import MODEL_ITEM
+
+    path = Path(path).absolute()
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint path {path} does not exist")
+    if path.is_file():
+        if not is_torch_checkpoint(path):
+            raise ValueError(
+                f"{path} is a file but not a PyTorch checkpoint (expected a name ending in "
+                f"{', '.join(TORCH_SUFFIXES)})"
+            )
+        return [(path.name, path)]
+    if (path / MODEL_ITEM).is_dir():
+        return [(path.name, path)]
+    found = []
+    for sub in ("", *WORKDIR_SUBDIRS):
+        folder = path / sub
+        if folder.is_dir():
+            found += [(str(p.relative_to(path)), p) for _, p in _numbered_checkpoints(folder)]
+    if not found:
+        raise FileNotFoundError(
+            f"{path} holds no checkpoint: expected an orbax step directory (with a "
+            f"'{MODEL_ITEM}' item), a directory of numbered steps or of numbered PyTorch "
+            f"files, a training workdir ({' and '.join(WORKDIR_SUBDIRS)} folders of steps), or "
+            f"a PyTorch checkpoint file ({', '.join(TORCH_SUFFIXES)})"
+        )
+    return found
+
+
+@functools.cache
+def _jitted_predict() -> Callable[..., jax.Array]:
+    from hpe_jax.train_state import predict_angles
+
+    return jax.jit(predict_angles, static_argnames="graphdef")
+
+
+def make_predictor(model: HPENet) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict`` for ``evaluate_batches``: (B, S, S, 3) normalised images -> (B, 3) degrees
+    (yaw, pitch, roll) with ``model`` (in inference mode). One compiled function serves every
+    network of the same structure and batch shape, so a sweep over checkpoints compiles once."""
+    from flax import nnx
+
+    graphdef, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    predict = _jitted_predict()
+    return lambda images: np.asarray(predict(params, batch_stats, rest, images, graphdef=graphdef))
+
+
 def evaluate_checkpoint(
     path: str | Path,
     data_dir: str | Path,
@@ -93,19 +192,9 @@ def evaluate_checkpoint(
     """Loads the network at ``path`` (orbax checkpoint step dir, a directory of steps (newest),
     or an original PyTorch checkpoint file) and evaluates it on the ``split`` shards of
     ``data_dir`` with the evaluation transforms of ``mode`` ('aflw2000' or 'biwi')."""
-    from flax import nnx
-
-    from hpe_jax.checkpoint import load_model
     from hpe_jax.data.pipeline import make_eval_loader
-    from hpe_jax.pose import decode_angles
 
-    if Path(path).is_file():
-        from hpe_jax.convert_torch import convert_checkpoint
-
-        model = convert_checkpoint(path, variant or "s")
-    else:
-        model = load_model(path, variant=variant)
-    forward = nnx.jit(lambda m, x: decode_angles(m(x)))
+    model = load_network(path, variant)
     loader = make_eval_loader(
         data_dir,
         split,
@@ -117,6 +206,4 @@ def evaluate_checkpoint(
         shard_index=0,
         shard_count=1,
     )
-    return evaluate_batches(
-        lambda images: np.asarray(forward(model, images)), loader, progress=progress
-    )
+    return evaluate_batches(make_predictor(model), loader, progress=progress)

@@ -1,0 +1,42 @@
+"""The original's BIWI 70/30 recipe: train on the 70 % split of the prepared BIWI
+(``biwi_train_list.txt``, 9,888 images), validate after every epoch on the 30 % split
+(``biwi_test_list.txt``, 3,331 images) resized to 224 (no crop).
+
+Original (README): ``train.py --dataset BIWI --filename_list biwi_train_list.txt --num_epoch 100
+--batch_size 32 --lr 0.00001 --augment 0.5 --flip 1 --val_dataset BIWI --val_filename_list
+biwi_test_list.txt``: 100 epochs, batch 32, AdamW at a constant 1e-5 (heads 5e-5),
+augmentation probability 0.5 WITH horizontal flips, image 224; its test for BIWI-trained models
+is ``--input_size 224 --crop 0`` (configs/eval_biwi.py with ``--config.data.val_input_size=224``).
+
+Initialisation: the EfficientNetV2-S ImageNet-21k backbone, as configs/w300lp_scratch.py says.
+
+Data (``python -m data_prep --dataset biwi``): ``--filename_list biwi_train_list.txt --split
+train`` and ``--filename_list biwi_test_list.txt --split test``, both into the same folder:
+
+    python train_main.py --config=configs/biwi_70_30.py --workdir=workdirs/biwi_70_30 \\
+        --config.data.train_dir=SHARDS_BIWI --config.data.val_dir=SHARDS_BIWI
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = default.get_config()
+    config.data.train_dir = ""  # required: BIWI shards, split 'train' (70 %)
+    config.data.train_split = "train"
+    config.data.val_dir = ""  # required: BIWI shards, split 'test' (30 %)
+    config.data.val_split = "test"
+    config.data.val_mode = "biwi"
+    config.data.val_input_size = 224  # resize to 224 only, as the original for BIWI-trained models
+    config.data.image_size = 224
+    config.data.augment = 0.5
+    config.data.flip = True
+    config.num_epochs = 100
+    config.batch_size = 32
+    config.learning_rate = 1e-5
+    config.lr_schedule = "constant"
+    config.head_lr_multiplier = 5.0
+    config.init_from = "pretrained/efficientnetv2_s_21k"  # the ImageNet-21k backbone
+    return config

@@ -1,0 +1,39 @@
+"""The original's DAD-3DHeads pretraining: train on DAD-3DHeads (its preprocessed ``train.json``,
+samples with any |angle| > 99 degrees dropped), validate on AFLW2000 after every epoch.
+
+Original (README): ``train.py --dataset DAD --filename_list datasets/DAD/train.json
+--num_epoch 50 --batch_size 32 --lr 0.00001 --augment 0.5 --flip 1 --val_dataset AFLW2000``:
+50 epochs, batch 32, AdamW at a constant 1e-5 (heads 5e-5), augmentation probability 0.5 WITH
+horizontal flips, image 224. The result initialises configs/w300lp_from_dad.py.
+
+Initialisation: the EfficientNetV2-S ImageNet-21k backbone, as configs/w300lp_scratch.py says
+(``python -m hpe_jax.pretrained --npy efficientnetv2-s-21k.npy --variant s --output
+pretrained/efficientnetv2_s_21k``).
+
+Data (``python -m data_prep``): DAD-3DHeads as split ``train`` (``--dataset dad
+--filename_list DAD/train.json``), AFLW2000 as split ``test``:
+
+    python train_main.py --config=configs/dad_pretrain.py --workdir=workdirs/dad_pretrain \\
+        --config.data.train_dir=SHARDS_DAD --config.data.val_dir=SHARDS_AFLW2000
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = default.get_config()
+    config.data.train_dir = ""  # required: DAD-3DHeads shards, split 'train'
+    config.data.val_dir = ""  # required: AFLW2000 shards, split 'test'
+    config.data.val_mode = "aflw2000"
+    config.data.image_size = 224
+    config.data.augment = 0.5
+    config.data.flip = True
+    config.num_epochs = 50
+    config.batch_size = 32
+    config.learning_rate = 1e-5
+    config.lr_schedule = "constant"
+    config.head_lr_multiplier = 5.0
+    config.init_from = "pretrained/efficientnetv2_s_21k"  # the ImageNet-21k backbone
+    return config

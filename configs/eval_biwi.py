@@ -1,0 +1,34 @@
+"""Evaluation on BIWI (prepared face crops; the original's ``test.py --dataset BIWI``).
+
+Default: the transform for models trained on 300W-LP (``--input_size 240 --crop_size 224
+--crop 1``): resize to 240, centre crop 224. The original evaluates those on the whole prepared
+set (``biwi_list.txt``, 13,219 images): convert it as one split.
+
+For models trained on BIWI (``--input_size 224 --crop 0``, the 30 % test split
+``biwi_test_list.txt``, 3,331 images) resize to 224 only: add ``--config.data.val_input_size=224``
+(configs/biwi_70_30.py validates that way).
+
+    python -m data_prep --dataset biwi --data_dir BIWI --filename_list biwi_list.txt \\
+        --output_dir SHARDS --split test
+    python eval_main.py --config=configs/eval_biwi.py --config.data.val_dir=SHARDS \\
+        --checkpoint=WORKDIR_OR_CHECKPOINT [--config.data.val_input_size=224]
+
+The original resizes to a square (``Resize((240, 240))``), the pipeline the shorter side
+(``Resize(240)``): the same on square images (the per-split ``BIWI_*.npz`` files), not on
+non-square per-image crops.
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = default.get_config()
+    config.data.val_dir = ""  # required: the converted BIWI shards
+    config.data.val_split = "test"
+    config.data.val_mode = "biwi"
+    config.data.val_input_size = 240  # 224 for BIWI-trained models
+    config.data.image_size = 224
+    config.eval_batch_size = 64  # the original test.py's
+    return config

@@ -1,0 +1,43 @@
+"""The original's 300W-LP recipe: train on 300W-LP (122,415 images, ``300wlp_list.txt``),
+validate on AFLW2000 after every epoch.
+
+Original (README): ``train.py --dataset 300W_LP --filename_list 300wlp_list.txt --num_epoch 100
+--batch_size 32 --lr 0.00001 --augment 0.5 --flip 0 --val_dataset AFLW2000``: 100 epochs, batch
+32, AdamW at a constant 1e-5 (the six heads 5e-5, no schedule), augmentation probability 0.5,
+NO horizontal flips, image 224.
+
+Initialisation: built without ``--snapshot``, the original network gets the EfficientNetV2-S
+ImageNet-21k backbone (``efficientnetv2-s-21k.npy``). (Its train.py defaults ``--snapshot`` to
+``pretrained/pretrained_s.pkl``, a file not in its repository, loaded whole when present.) Here:
+
+    python -m hpe_jax.pretrained --npy efficientnetv2-s-21k.npy --variant s \\
+        --output pretrained/efficientnetv2_s_21k
+
+Data (``python -m data_prep``): 300W-LP as split ``train``, AFLW2000 as split ``test``:
+
+    python train_main.py --config=configs/w300lp_scratch.py --workdir=workdirs/w300lp_scratch \\
+        --config.data.train_dir=SHARDS_300W_LP --config.data.val_dir=SHARDS_AFLW2000
+
+``--config.init_from=''`` trains from a random initialisation.
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = default.get_config()
+    config.data.train_dir = ""  # required: 300W-LP shards, split 'train'
+    config.data.val_dir = ""  # required: AFLW2000 shards, split 'test'
+    config.data.val_mode = "aflw2000"
+    config.data.image_size = 224
+    config.data.augment = 0.5
+    config.data.flip = False
+    config.num_epochs = 100
+    config.batch_size = 32
+    config.learning_rate = 1e-5
+    config.lr_schedule = "constant"
+    config.head_lr_multiplier = 5.0
+    config.init_from = "pretrained/efficientnetv2_s_21k"  # the ImageNet-21k backbone
+    return config
