@@ -1,5 +1,6 @@
-"""Default training configuration: the original's 300W-LP recipe from scratch (ImageNet backbone
-aside), validated on AFLW2000. Recipes in this folder start from it and override fields."""
+"""Defaults shared by every recipe: the original's optimiser, batch size, augmentation, loss and
+input size, validation on AFLW2000. The recipes in this folder (one per training run of the
+original) start from it and set their data, epochs, flip and starting weights."""
 
 import ml_collections
 

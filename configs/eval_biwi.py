@@ -13,9 +13,7 @@ For models trained on BIWI (``--input_size 224 --crop 0``, the 30 % test split
     python eval_main.py --config=configs/eval_biwi.py --config.data.val_dir=SHARDS \\
         --checkpoint=WORKDIR_OR_CHECKPOINT [--config.data.val_input_size=224]
 
-The original resizes to a square (``Resize((240, 240))``), the pipeline the shorter side
-(``Resize(240)``): the same on square images (the per-split ``BIWI_*.npz`` files), not on
-non-square per-image crops.
+As the original, the image is resized to a square (``Resize((240, 240))``) before the crop.
 """
 
 import ml_collections

@@ -117,12 +117,14 @@ def test_crop_truncates_and_fills_black_outside():
     np.testing.assert_array_equal(edge[:, 3:], image[:7, :4])
 
 
-def test_resize_shorter_center_crop():
-    columns = np.tile(np.arange(8, dtype=np.uint8)[None, :, None] * 30, (4, 1, 3))
-    out = transforms.resize_shorter_center_crop(Image.fromarray(columns), 4, 4)  # 8x4: no resize
-    np.testing.assert_array_equal(np.asarray(out), columns[:, 2:6])
+def test_resize_center_crop_resizes_to_a_square_first():
+    columns = np.tile(np.arange(8, dtype=np.uint8)[None, :, None] * 30, (8, 1, 3))
+    out = transforms.resize_center_crop(Image.fromarray(columns), 8, 4)  # 8x8: no resize
+    np.testing.assert_array_equal(np.asarray(out), columns[2:6, 2:6])
+    wide = Image.fromarray(np.zeros((4, 12, 3), np.uint8))
+    assert transforms.resize_center_crop(wide, 6, 4).size == (4, 4)
     with pytest.raises(ValueError, match="crop_size"):
-        transforms.resize_shorter_center_crop(Image.fromarray(columns), 4, 5)
+        transforms.resize_center_crop(Image.fromarray(columns), 4, 5)
 
 
 def test_normalize_and_brightness_contrast_values():

@@ -101,8 +101,8 @@ class EvalTransform(grain.transforms.Map):
     """Serialised record (or ``b""`` padding) -> deterministic evaluation example with ``mask``.
 
     Attributes:
-      mode: ``aflw2000`` (loose crop with k = 0.2, resize to S) or ``biwi`` (shorter side to
-        ``input_size``, centre crop S).
+      mode: ``aflw2000`` (loose crop with k = 0.2, resize to S) or ``biwi`` (resize to the
+        square ``input_size``, centre crop S).
       target_size: output side S, pixels.
       input_size: ``biwi`` resize size.
     """
@@ -133,7 +133,7 @@ class EvalTransform(grain.transforms.Map):
                 pil, transforms.loose_box(rec["box"], transforms.EVAL_K), s
             )
         else:
-            out = transforms.resize_shorter_center_crop(pil, self.input_size, s)
+            out = transforms.resize_center_crop(pil, self.input_size, s)
         labels = _labels(rec["pose"], rec["name"])
         return {"image": transforms.normalize(out), **labels, "mask": np.array(True)}
 
@@ -261,7 +261,7 @@ def make_eval_loader(
       split: split name, the shard file prefix (e.g. ``test``).
       batch_size: batch size of THIS process.
       mode: ``aflw2000`` (crop with k = 0.2, resize to ``target_size``) or ``biwi`` (resize
-        the shorter side to ``input_size``, centre crop ``target_size``).
+        to the square ``input_size``, centre crop ``target_size``).
       target_size: image side S, pixels.
       input_size: ``biwi`` resize size; default ``target_size`` (resize only).
       worker_count: grain worker processes (0: everything in this process).

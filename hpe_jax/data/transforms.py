@@ -26,8 +26,8 @@ Training (the original's pipeline, albumentations-style, re-implemented cheaply)
 
 3. Resize to (S, S) (PIL bilinear, antialiased), ImageNet normalisation.
 
-Evaluation: AFLW2000 crops with ``k = 0.2`` and resizes; BIWI resizes the shorter side to
-``input_size`` and centre-crops ``crop_size`` (torchvision ``Resize(int)`` + ``CenterCrop``).
+Evaluation: AFLW2000 crops with ``k = 0.2`` and resizes; BIWI resizes to the square
+``input_size`` and centre-crops ``crop_size`` (torchvision ``Resize((s, s))`` + ``CenterCrop``).
 """
 
 from __future__ import annotations
@@ -132,26 +132,19 @@ def crop_resize(image: Image.Image, box, size: int) -> Image.Image:
     return image.crop((x_min, y_min, x_max, y_max)).resize((size, size), Image.Resampling.BILINEAR)
 
 
-def resize_shorter_center_crop(image: Image.Image, input_size: int, crop_size: int) -> Image.Image:
-    """torchvision ``Resize(input_size)`` then ``CenterCrop(crop_size)`` on a PIL image.
-
-    The shorter side becomes ``input_size`` (the longer one ``int(input_size * long / short)``),
-    bilinear; the centre crop starts at ``round((side - crop_size) / 2)``.
+def resize_center_crop(image: Image.Image, input_size: int, crop_size: int) -> Image.Image:
+    """The original's BIWI test transform: torchvision ``Resize((input_size, input_size))`` (a
+    square, bilinear, whatever the aspect ratio) then ``CenterCrop(crop_size)``, whose window
+    starts at ``round((input_size - crop_size) / 2)``.
 
     Returns:
       (crop_size, crop_size) RGB PIL image.
     """
     if crop_size > input_size:
         raise ValueError(f"crop_size {crop_size} must not exceed input_size {input_size}")
-    w, h = image.size
-    if w <= h:
-        new_w, new_h = input_size, int(input_size * h / w)
-    else:
-        new_w, new_h = int(input_size * w / h), input_size
-    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    left = round((new_w - crop_size) / 2.0)
-    top = round((new_h - crop_size) / 2.0)
-    return image.crop((left, top, left + crop_size, top + crop_size))
+    image = image.resize((input_size, input_size), Image.Resampling.BILINEAR)
+    start = round((input_size - crop_size) / 2.0)
+    return image.crop((start, start, start + crop_size, start + crop_size))
 
 
 def normalize(image) -> np.ndarray:
