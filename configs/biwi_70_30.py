@@ -38,5 +38,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.learning_rate = 1e-5
     config.lr_schedule = "constant"
     config.head_lr_multiplier = 5.0
-    config.init_from = "pretrained/efficientnetv2_s_21k"  # the ImageNet-21k backbone
+    config.init_from = default.PRETRAINED_BACKBONE
     return config

@@ -6,6 +6,10 @@ import ml_collections
 
 from hpe_jax.models import get_config as get_model_config
 
+# Written by `python -m hpe_jax.pretrained --npy efficientnetv2-s-21k.npy --variant s --output ...`:
+# the ImageNet-21k backbone the original starts its recipes from.
+PRETRAINED_BACKBONE = "pretrained/efficientnetv2_s_21k"
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
