@@ -297,7 +297,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             values = {k: float(v) for k, v in jax.device_get(metrics).items()}
             values.update(
                 epoch=epoch,
-                learning_rate=config.learning_rate,
+                learning_rate=float(trainer.learning_rate(step - 1)),
                 images_per_s=window_steps * config.batch_size / elapsed,
             )
             writer.write("train", step, values)
