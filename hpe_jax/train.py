@@ -152,10 +152,13 @@ class Trainer:
         return nnx.merge(self.eval_def, self.state.params, self.state.batch_stats, self.rest)
 
     def check_finite(self) -> None:
+        """Raises FloatingPointError if a loss was NaN/Inf, naming the step as the logs and
+        checkpoints count steps (step n: the n-th update), after the in-flight saves commit."""
         bad = int(self.state.nonfinite_step)
         if bad >= 0:
+            self.manager.wait_until_finished()
             raise FloatingPointError(
-                f"the training loss became NaN or Inf at step {bad}; training stopped (that "
+                f"the training loss became NaN or Inf at step {bad + 1}; training stopped (that "
                 f"update was not applied); the last checkpoint, step {self.manager.latest_step()},"
                 " is intact"
             )
