@@ -30,10 +30,13 @@ the legacy ``DataLoader``, which in grain 0.2.18 is itself a wrapper over the sa
   exactly, and grain's Orbax handler (``grain.checkpoint.CheckpointSave``) accepts it.
 
 Training stream: the records are shuffled globally with ``seed`` (a new permutation each epoch),
-repeated, augmented with the record's generator of its GLOBAL stream position, then the stream
-is dealt out to the JAX processes (position ``i`` to process ``i % shard_count``) and batched.
-The output depends on ``seed``, the shard layout and ``worker_count`` (each worker batches its
-own slice), and is deterministic given them.
+repeated, augmented with the record's generator of its GLOBAL stream position, and cut into
+per-process batches; global batch ``k`` is the ``shard_count`` consecutive per-process batches
+from ``k * shard_count``, and process ``p`` takes the ``p``-th of them. So the rows of the
+global array that ``jax.make_array_from_process_local_data`` builds are the single-process
+batch, row for row (per-row dropout masks match too). The output depends on ``seed`` and the
+global batch size only, not on the number of processes or ``worker_count`` (workers produce
+whole batches), and is deterministic given them.
 
 grain workers are separate processes started with ``spawn``: the transforms below are
 module-level classes (picklable) and take every setting as an argument, so workers never read
@@ -154,23 +157,17 @@ def _check_positive(**values: int) -> None:
             raise ValueError(f"{key} must be >= 1, got {value}")
 
 
-def _to_batches(
-    ds: grain.MapDataset,
-    *,
-    batch_size: int,
-    worker_count: int,
-    num_threads: int,
-    batch_fn=None,
-    drop_remainder: bool,
+def _iterate_batches(
+    batches: grain.MapDataset, *, worker_count: int, num_threads: int
 ) -> grain.IterDataset:
+    """An ``IterDataset`` over a ``MapDataset`` of batches: ``num_threads`` threads build
+    batches ahead, in ``worker_count`` worker processes when > 0."""
     if worker_count < 0 or num_threads < 0:
         raise ValueError(
             f"worker_count and num_threads must be >= 0, got {worker_count}, {num_threads}"
         )
-    read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * batch_size)
-    it = ds.to_iter_dataset(read).batch(
-        batch_size, drop_remainder=drop_remainder, batch_fn=batch_fn
-    )
+    read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(2, num_threads))
+    it = batches.to_iter_dataset(read)
     if worker_count:
         if not flags.FLAGS.is_parsed():
             flags.FLAGS.mark_as_parsed()
@@ -206,7 +203,7 @@ def make_train_loader(
       worker_count: grain worker processes (0: everything in this process).
       num_threads: threads per process reading, decoding and augmenting records.
       num_epochs: passes over the data, None for an endless stream. With a finite count the
-        stream is cut to a multiple of ``shard_count`` so every process gets as many records.
+        batches are cut to a multiple of ``shard_count`` so every process gets as many.
       shard_index, shard_count: this process's share; default ``jax.process_index()`` and
         ``jax.process_count()``.
 
@@ -219,20 +216,17 @@ def make_train_loader(
         _check_positive(num_epochs=num_epochs)
     shard_index, shard_count = _shard_args(shard_index, shard_count)
     source = grain.sources.ArrayRecordDataSource(shard_paths(data_dir, split))
-    ds = (
+    batches = (
         grain.MapDataset.source(source)
         .shuffle(seed=seed)
         .repeat(num_epochs)
         .random_map(TrainTransform(target_size, augment, flip), seed=seed)
+        .batch(batch_size, drop_remainder=True)
     )
     if num_epochs is not None:
-        ds = ds[: len(ds) // shard_count * shard_count]
-    return _to_batches(
-        ds[shard_index::shard_count],
-        batch_size=batch_size,
-        worker_count=worker_count,
-        num_threads=num_threads,
-        drop_remainder=True,
+        batches = batches[: len(batches) // shard_count * shard_count]
+    return _iterate_batches(
+        batches[shard_index::shard_count], worker_count=worker_count, num_threads=num_threads
     )
 
 
@@ -284,15 +278,15 @@ def make_eval_loader(
     num_padding = math.ceil(len(source) / shard_count) * shard_count - len(source)
     if num_padding:
         ds = grain.MapDataset.concatenate([ds, grain.MapDataset.source([b""] * num_padding)])
-    ds = ds[shard_index::shard_count].map(EvalTransform(mode, target_size, input_size))
-    return _to_batches(
-        ds,
-        batch_size=batch_size,
-        worker_count=worker_count,
-        num_threads=num_threads,
-        batch_fn=functools.partial(grain.experimental.batch_and_pad, batch_size=batch_size),
-        drop_remainder=False,
+    batches = (
+        ds[shard_index::shard_count]
+        .map(EvalTransform(mode, target_size, input_size))
+        .batch(
+            batch_size,
+            batch_fn=functools.partial(grain.experimental.batch_and_pad, batch_size=batch_size),
+        )
     )
+    return _iterate_batches(batches, worker_count=worker_count, num_threads=num_threads)
 
 
 def loader_state(iterator: grain.DatasetIterator) -> bytes:
