@@ -195,6 +195,14 @@ class Trainer:
             ),
         )
 
+    def best_mean_mae(self) -> float:
+        """Validation mean MAE (degrees) of the workdir's best checkpoint; inf when none."""
+        step = self.best_manager.latest_step()
+        if step is None:
+            return float("inf")
+        meta = checkpoint.read_meta(self.best_manager.directory / str(step))
+        return float(meta["val"]["mean_mae"])
+
     def _meta(self) -> dict[str, Any]:
         return {"variant": self.config.model.variant, "model_config": self.config.model.to_dict()}
 
@@ -278,7 +286,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     if step:
         logging.info("resumed from step %d (epoch %d)", step, epoch)
     val_metrics: dict[str, Any] = {}
-    best = float("inf")
+    best = trainer.best_mean_mae()
     bar = tqdm(
         total=total_steps,
         initial=step,

@@ -180,6 +180,17 @@ def test_init_from_checkpoint_of_another_variant_is_a_clear_error(tmp_path):
             load_initial_weights(model, str(init_from))
 
 
+def test_best_validation_mae_survives_a_restart(shards, tmp_path):
+    """A resumed run compares new validations with the best MAE of the workdir, not with inf
+    (which would replace a better checkpoint by the first validation after the restart)."""
+    config = standard_config(shards.train)
+    trainer = Trainer(config, tmp_path)
+    assert trainer.best_mean_mae() == float("inf")
+    trainer.save_best({"mean_mae": 4.25, "yaw_mae": 3.0})
+    trainer.best_manager.wait_until_finished()
+    assert Trainer(config, tmp_path).best_mean_mae() == 4.25
+
+
 @pytest.fixture(scope="module")
 def four_steps(shards, cache_dir, tmp_path_factory) -> SimpleNamespace:
     """Four steps of a Trainer on this process's one device, with the compile log of each."""
