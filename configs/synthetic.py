@@ -15,7 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.worker_count = 0
     config.batch_size = 32
     config.eval_batch_size = 100
-    config.num_epochs = 9
+    config.num_epochs = 8
     config.learning_rate = 1e-3
     config.lr_schedule = "cosine"
     config.warmup_steps = 100
