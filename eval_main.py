@@ -39,6 +39,7 @@ from hpe_jax.evaluate import (
     make_predictor,
     write_report,
 )
+from hpe_jax.host_memory import retain_freed_host_memory
 from hpe_jax.models import HPENet
 
 FLAGS = flags.FLAGS
@@ -182,6 +183,7 @@ def run(
 
 def main(argv: list[str]) -> None:
     del argv
+    retain_freed_host_memory()  # before the first computation: hpe_jax/host_memory.py
     logging.set_verbosity(logging.WARNING)  # orbax and grain log every operation at INFO
     try:
         run(FLAGS.config, FLAGS.checkpoint, FLAGS.output)

@@ -15,6 +15,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from hpe_jax.host_memory import retain_freed_host_memory
 from hpe_jax.train import train_and_evaluate
 
 FLAGS = flags.FLAGS
@@ -25,6 +26,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv: list[str]) -> None:
     del argv
+    retain_freed_host_memory()  # before the first computation: hpe_jax/host_memory.py
     logging.set_verbosity(logging.WARNING)  # orbax and grain log every operation at INFO
     config = FLAGS.config
     workdir = Path(FLAGS.workdir)
