@@ -1,0 +1,185 @@
+"""Training-step throughput: the jitted JAX train step against the original's PyTorch step.
+
+JAX: ``hpe_jax.train_state.train_step`` jitted as ``hpe_jax.train.Trainer`` jits it (mesh over
+the devices, state replicated and donated, batch sharded), AdamW of ``make_optimizer``, compute
+dtype ``config.model.dtype`` (float32 and bfloat16; parameters stay float32). PyTorch:
+``tests/torch_reference.py`` ``torch_train_step`` (train mode, AdamW with 5x heads, same loss),
+float32. Same weights in both, same synthetic batch, same thread count. For every (size, batch,
+dtype) the JAX step and the PyTorch step run alternately, ``--repeats`` rounds after one warm-up
+step each; images/s from the median step time. Prints a table and appends one JSON line to
+``benchmarks/results/train.jsonl``.
+
+    python benchmarks/bench_train.py [--sizes 224 128] [--batch 16] [--dtypes float32] \\
+        [--repeats 3] [--threads N]
+
+(the defaults take about 4 minutes on 2 cores, mostly XLA compilation; the full grid of
+BENCHMARKS.md adds ``--batch 16 32 --dtypes float32 bfloat16``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import time
+
+import harness
+
+
+def jit_train_step(config, model):
+    """(jitted step, state, rest, batch sharding) for ``model``, as ``Trainer`` builds them."""
+    import jax
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from hpe_jax.train_state import create_train_state, make_optimizer, split_model, train_step
+
+    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    tx = make_optimizer(config, total_steps=1_000_000)
+    train_def, _, _, _, rest = split_model(model)
+    state = jax.device_put(create_train_state(model, tx, config.seed), replicated)
+    step = jax.jit(
+        functools.partial(train_step, graphdef=train_def, tx=tx, loss_alpha=config.loss_alpha),
+        in_shardings=(replicated, batch_sharding, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    return step, state, rest, batch_sharding
+
+
+def setup(variant: str, size: int, batch: int, dtype: str) -> tuple:
+    """``(jax_step, torch_step, lower)`` at one configuration: two blocking closures that run
+    one training step each (same weights, same synthetic batch; ``jax_step`` optionally takes
+    another numpy batch of the same shapes, e.g. a loader's), and a function returning the
+    lowered JAX step (its ``.compile()`` shares the executable with ``jax_step``)."""
+    import jax
+    import torch
+    from torch_reference import make_torch_optimizer, torch_train_step
+
+    from configs.default import get_config
+
+    config = get_config()
+    config.model.variant = variant
+    config.model.dtype = dtype
+    torch_model, jax_model = harness.reference_pair(variant, seed=0, dtype=dtype)
+    optimizer = make_torch_optimizer(torch_model)
+    data = harness.synthetic_batch(batch, size)
+    step, state, rest, batch_sharding = jit_train_step(config, jax_model)
+    del jax_model
+    jax_batch = {k: jax.device_put(v, batch_sharding) for k, v in data.items()}
+    torch_batch = (
+        harness.to_nchw(data["image"]),
+        torch.from_numpy(data["coarse"]).long(),
+        torch.from_numpy(data["shift"]).long(),
+        torch.from_numpy(data["angles"]),
+    )
+    holder = {"state": state}
+
+    def jax_step(numpy_batch: dict | None = None) -> None:
+        arrays = jax_batch
+        if numpy_batch is not None:
+            arrays = {k: jax.device_put(v, batch_sharding) for k, v in numpy_batch.items()}
+        holder["state"], metrics = step(holder["state"], arrays, rest)
+        jax.block_until_ready((holder["state"], metrics))
+
+    def torch_step() -> None:
+        torch_train_step(torch_model, optimizer, *torch_batch)
+
+    def lower():
+        return step.lower(holder["state"], jax_batch, rest)
+
+    return jax_step, torch_step, lower
+
+
+def measure(args: argparse.Namespace, size: int, batch: int, dtype: str) -> dict:
+    """Alternating JAX / PyTorch train steps at one configuration; timings in seconds."""
+    jax_step, torch_step, _ = setup(args.variant, size, batch, dtype)
+    start = time.perf_counter()
+    jax_step()
+    compile_s = time.perf_counter() - start
+    load_before = harness.load()
+    times = harness.alternate({"jax": jax_step, "torch": torch_step}, args.repeats)
+    return {
+        "size": size,
+        "batch": batch,
+        "dtype": dtype,
+        "jax_compile_and_first_step_s": round(compile_s, 2),
+        **harness.compare(times, batch),
+        "load_before": load_before,
+        "load_after": harness.load(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 128])
+    parser.add_argument("--batch", type=int, nargs="+", default=[16])
+    parser.add_argument("--dtypes", nargs="+", default=["float32"], help="JAX compute dtypes")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=harness.default_threads())
+    parser.add_argument("--variant", default="s", choices=["s", "m", "l"])
+    args = parser.parse_args()
+    cpus = harness.configure_threads(args.threads)
+    harness.set_torch_threads(args.threads)
+
+    rows, results = [], []
+    for size in args.sizes:
+        for batch in args.batch:
+            for dtype in args.dtypes:
+                r = measure(args, size, batch, dtype)
+                gc.collect()
+                results.append(r)
+                rows.append(
+                    [
+                        size,
+                        batch,
+                        dtype,
+                        r["jax_images_per_s"],
+                        r["torch_images_per_s"],
+                        r["ratio_jax_over_torch"],
+                        r["jax_compile_and_first_step_s"],
+                        r["load_before"][0],
+                    ]
+                )
+                print(
+                    f"size {size} batch {batch} {dtype}: JAX {r['jax_images_per_s']:.2f} img/s, "
+                    f"PyTorch {r['torch_images_per_s']:.2f} img/s, "
+                    f"ratio {r['ratio_jax_over_torch']:.2f}",
+                    flush=True,
+                )
+    info = harness.machine_info()
+    print(
+        f"\ntraining step, variant {args.variant}, {args.threads} threads (CPUs {cpus}), "
+        f"median of {args.repeats} alternating steps; {info['cpu_model']}"
+    )
+    harness.print_table(
+        [
+            "size",
+            "batch",
+            "JAX dtype",
+            "JAX img/s",
+            "PyTorch img/s",
+            "JAX/PyTorch",
+            "JAX compile s",
+            "load 1m",
+        ],
+        rows,
+    )
+    path = harness.append_result(
+        "train",
+        {
+            "benchmark": "train_step",
+            "variant": args.variant,
+            "threads": args.threads,
+            "cpus": cpus,
+            "repeats": args.repeats,
+            "machine": info,
+            "results": results,
+        },
+    )
+    print(f"appended to {path}")
+
+
+if __name__ == "__main__":
+    main()
