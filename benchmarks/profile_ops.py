@@ -1,0 +1,94 @@
+"""Where the JAX training step (or inference) spends its time, per kind of XLA:CPU operation.
+
+Traces ``--calls`` calls with ``jax.profiler`` (XLA:CPU emits one trace event per operation with
+``--xla_cpu_enable_xprof_traceme=true``), reads the trace back with
+``jax.profiler.ProfileData`` and sums the event durations by operation kind (the HLO name without
+its ``.N`` suffix, e.g. ``ynn_fusion`` for YNNPACK convolutions and dots, ``pad_slice_fusion``),
+over all threads, per call. Prints the ``--top`` kinds.
+
+    python benchmarks/profile_ops.py [--mode train] [--size 128] [--batch 16] [--calls 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import harness
+
+# Events of the runtime around the operations, not operations.
+RUNTIME_EVENT = re.compile(r"^\$|Thunk|Await|Pjit|^end: ")
+
+
+def make_call(mode: str, size: int, batch: int):
+    """A blocking closure running one JAX train step or eval forward pass (float32, variant s)."""
+    import jax
+
+    if mode == "train":
+        from bench_train import setup
+
+        return setup("s", size, batch, "float32")[0]
+    from bench_inference import jit_forward
+
+    _, model = harness.reference_pair("s")
+    forward, state = jit_forward(model)
+    images = jax.device_put(harness.synthetic_batch(batch, size)["image"])
+    return lambda: jax.block_until_ready(forward(state, images))
+
+
+def op_times(trace_dir: Path) -> collections.Counter:
+    """Nanoseconds per operation kind, summed over every event of the trace in ``trace_dir``."""
+    import jax
+
+    (path,) = trace_dir.rglob("*.xplane.pb")
+    totals: collections.Counter = collections.Counter()
+    for plane in jax.profiler.ProfileData.from_file(str(path)).planes:
+        for line in plane.lines:
+            for event in line.events:
+                if not RUNTIME_EVENT.search(event.name):
+                    totals[re.sub(r"\.\d+$", "", event.name)] += event.duration_ns
+    return totals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["train", "inference"], default="train")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--calls", type=int, default=2)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=harness.default_threads())
+    args = parser.parse_args()
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true"
+    ).strip()
+    harness.configure_threads(args.threads)
+    import jax
+
+    call = make_call(args.mode, args.size, args.batch)
+    call()  # compile
+    call()
+    with tempfile.TemporaryDirectory() as tmp:
+        with jax.profiler.trace(tmp):
+            for _ in range(args.calls):
+                call()
+        totals = op_times(Path(tmp))
+    per_call = {name: ns / args.calls / 1e6 for name, ns in totals.items()}
+    total = sum(per_call.values())
+    print(
+        f"{args.mode}, {args.size}x{args.size}, batch {args.batch}, {args.threads} threads: "
+        f"{total:.0f} ms of operation time per call (all threads)"
+    )
+    rows = sorted(per_call.items(), key=lambda item: -item[1])[: args.top]
+    harness.print_table(
+        ["operation kind", "ms per call", "share"],
+        [[name, ms, f"{100 * ms / total:.1f}%"] for name, ms in rows],
+    )
+
+
+if __name__ == "__main__":
+    main()
