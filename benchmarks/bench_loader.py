@@ -32,20 +32,15 @@ import harness
 
 def coupled(data_dir: Path, args: argparse.Namespace, workers: int, jax_step) -> dict:
     """Training steps fed by the loader: images/s and the fraction of time spent in ``next``."""
-    from hpe_jax.data.pipeline import make_train_loader
+    from bench_pipeline import train_loader
 
-    loader = make_train_loader(
+    loader = train_loader(
         data_dir,
-        "train",
         batch_size=args.batch,
         target_size=args.size,
         augment=args.augment,
-        flip=True,
-        seed=0,
         worker_count=workers,
         num_threads=args.num_threads,
-        shard_index=0,
-        shard_count=1,
     )
     iterator = iter(loader)
     jax_step(next(iterator))
@@ -75,11 +70,9 @@ def main() -> None:
     parser.add_argument("--num_threads", type=int, default=2, help="loader threads per process")
     parser.add_argument("--steps", type=int, default=4, help="timed training steps per setting")
     parser.add_argument("--loader_batches", type=int, default=10, help="timed loader batches")
-    parser.add_argument("--threads", type=int, default=harness.default_threads())
-    parser.add_argument("--variant", default="s", choices=["s", "m", "l"])
+    harness.add_common_arguments(parser)
     args = parser.parse_args()
-    cpus = harness.configure_threads(args.threads)
-    harness.set_torch_threads(args.threads)
+    cpus = harness.start_both_frameworks(args)
 
     import jax
     from bench_pipeline import measure as loader_alone

@@ -147,8 +147,7 @@ def main() -> None:
     parser.add_argument("--frameworks", nargs="+", default=["jax", "torch"])
     parser.add_argument("--dtype", default="float32", help="JAX compute dtype")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=harness.default_threads())
-    parser.add_argument("--variant", default="s", choices=["s", "m", "l"])
+    harness.add_common_arguments(parser)
     parser.add_argument("--child", nargs=4, metavar=("FRAMEWORK", "MODE", "SIZE", "BATCH"))
     args = parser.parse_args()
     if args.child:

@@ -73,20 +73,41 @@ def write_records(out: Path, split: str, num: int, num_shards: int = 2, seed: in
     return total
 
 
-def measure(data_dir: Path, args: argparse.Namespace, worker_count: int) -> dict[str, float]:
-    """Start-up time (first ``warmup`` batches) and steady images/s of one worker count."""
-    loader = make_train_loader(
+def train_loader(
+    data_dir: Path,
+    *,
+    batch_size: int,
+    target_size: int,
+    augment: float,
+    worker_count: int,
+    num_threads: int,
+) -> grain.IterDataset:
+    """The training loader of one process (``make_train_loader``, flips on, seed 0) over the
+    ``train`` records of ``data_dir``."""
+    return make_train_loader(
         data_dir,
         "train",
-        batch_size=args.batch_size,
-        target_size=args.target_size,
-        augment=args.augment,
+        batch_size=batch_size,
+        target_size=target_size,
+        augment=augment,
         flip=True,
         seed=0,
         worker_count=worker_count,
-        num_threads=args.num_threads,
+        num_threads=num_threads,
         shard_index=0,
         shard_count=1,
+    )
+
+
+def measure(data_dir: Path, args: argparse.Namespace, worker_count: int) -> dict[str, float]:
+    """Start-up time (first ``warmup`` batches) and steady images/s of one worker count."""
+    loader = train_loader(
+        data_dir,
+        batch_size=args.batch_size,
+        target_size=args.target_size,
+        augment=args.augment,
+        worker_count=worker_count,
+        num_threads=args.num_threads,
     )
     start = time.perf_counter()
     iterator = iter(loader)

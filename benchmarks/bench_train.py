@@ -117,11 +117,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[16])
     parser.add_argument("--dtypes", nargs="+", default=["float32"], help="JAX compute dtypes")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=harness.default_threads())
-    parser.add_argument("--variant", default="s", choices=["s", "m", "l"])
+    harness.add_common_arguments(parser)
     args = parser.parse_args()
-    cpus = harness.configure_threads(args.threads)
-    harness.set_torch_threads(args.threads)
+    cpus = harness.start_both_frameworks(args)
 
     rows, results = [], []
     for size in args.sizes:

@@ -20,6 +20,7 @@ standard-normal (the networks' inputs are ImageNet-normalised, so of that scale)
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -62,6 +63,19 @@ def configure_threads(n: int) -> list[int]:
 
         retain_freed_host_memory()
     return cpus[:n]
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` (CPUs to pin to, both frameworks) and ``--variant`` (network size)."""
+    parser.add_argument("--threads", type=int, default=default_threads())
+    parser.add_argument("--variant", default="s", choices=["s", "m", "l"])
+
+
+def start_both_frameworks(args: argparse.Namespace) -> list[int]:
+    """``configure_threads(args.threads)``, then PyTorch's thread count; returns the CPU ids."""
+    cpus = configure_threads(args.threads)
+    set_torch_threads(args.threads)
+    return cpus
 
 
 def set_torch_threads(n: int) -> None:

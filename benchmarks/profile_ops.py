@@ -6,7 +6,8 @@ Traces ``--calls`` calls with ``jax.profiler`` (XLA:CPU emits one trace event pe
 its ``.N`` suffix, e.g. ``ynn_fusion`` for YNNPACK convolutions and dots, ``pad_slice_fusion``),
 over all threads, per call. Prints the ``--top`` kinds.
 
-    python benchmarks/profile_ops.py [--mode train] [--size 128] [--batch 16] [--calls 2]
+    python benchmarks/profile_ops.py [--mode train] [--size 128] [--batch 16] [--calls 2] \\
+        [--threads N] [--variant s]
 """
 
 from __future__ import annotations
@@ -24,20 +25,36 @@ import harness
 RUNTIME_EVENT = re.compile(r"^\$|Thunk|Await|Pjit|^end: ")
 
 
-def make_call(mode: str, size: int, batch: int):
-    """A blocking closure running one JAX train step or eval forward pass (float32, variant s)."""
+def make_call(mode: str, size: int, batch: int, variant: str):
+    """A blocking closure running one JAX train step or eval forward pass (float32), on a freshly
+    initialised network (no PyTorch model is built: the weights do not change the timings)."""
     import jax
 
-    if mode == "train":
-        from bench_train import setup
+    from hpe_jax.models import init_model
 
-        return setup("s", size, batch, "float32")[0]
-    from bench_inference import jit_forward
+    model = init_model(variant, seed=0)
+    data = harness.synthetic_batch(batch, size)
+    if mode == "inference":
+        from bench_inference import jit_forward
 
-    _, model = harness.reference_pair("s")
-    forward, state = jit_forward(model)
-    images = jax.device_put(harness.synthetic_batch(batch, size)["image"])
-    return lambda: jax.block_until_ready(forward(state, images))
+        forward, state = jit_forward(model)
+        images = jax.device_put(data["image"])
+        return lambda: jax.block_until_ready(forward(state, images))
+    from bench_train import jit_train_step
+
+    from configs.default import get_config
+
+    config = get_config()
+    config.model.variant = variant
+    step, state, rest, batch_sharding = jit_train_step(config, model)
+    arrays = {k: jax.device_put(v, batch_sharding) for k, v in data.items()}
+    holder = {"state": state}
+
+    def call() -> None:
+        holder["state"], metrics = step(holder["state"], arrays, rest)
+        jax.block_until_ready((holder["state"], metrics))
+
+    return call
 
 
 def op_times(trace_dir: Path) -> collections.Counter:
@@ -61,7 +78,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--calls", type=int, default=2)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--threads", type=int, default=harness.default_threads())
+    harness.add_common_arguments(parser)
     args = parser.parse_args()
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true"
@@ -69,7 +86,7 @@ def main() -> None:
     harness.configure_threads(args.threads)
     import jax
 
-    call = make_call(args.mode, args.size, args.batch)
+    call = make_call(args.mode, args.size, args.batch, args.variant)
     call()  # compile
     call()
     with tempfile.TemporaryDirectory() as tmp:
