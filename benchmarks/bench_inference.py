@@ -112,6 +112,8 @@ def main() -> None:
                         1e3 * r["jax"]["median_s"],
                         1e3 * r["torch"]["median_s"],
                         r["ratio_jax_over_torch"],
+                        r["jax_cores_busy"],
+                        r["torch_cores_busy"],
                         f"{r['max_abs_logit_diff']:.1e}",
                         r["load_before"][0],
                     ]
@@ -139,6 +141,8 @@ def main() -> None:
             "JAX ms",
             "PyTorch ms",
             "JAX/PyTorch",
+            "JAX cores busy",
+            "PyTorch cores busy",
             "max |dlogit|",
             "load 1m",
         ],

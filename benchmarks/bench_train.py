@@ -136,6 +136,8 @@ def main() -> None:
                         r["jax_images_per_s"],
                         r["torch_images_per_s"],
                         r["ratio_jax_over_torch"],
+                        r["jax_cores_busy"],
+                        r["torch_cores_busy"],
                         r["jax_compile_and_first_step_s"],
                         r["load_before"][0],
                     ]
@@ -159,6 +161,8 @@ def main() -> None:
             "JAX img/s",
             "PyTorch img/s",
             "JAX/PyTorch",
+            "JAX cores busy",
+            "PyTorch cores busy",
             "JAX compile s",
             "load 1m",
         ],

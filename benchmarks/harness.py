@@ -243,8 +243,9 @@ def summarize(timings: dict[str, list[float]]) -> dict[str, float]:
 
 def compare(times: dict, batch: int) -> dict[str, Any]:
     """``alternate``'s ``jax`` and ``torch`` timings of calls on ``batch`` images: their
-    summaries, images/s from the median calls, and the JAX/PyTorch throughput ratio (> 1: JAX
-    is faster) of the medians and of the best calls."""
+    summaries, images/s from the median calls, the JAX/PyTorch throughput ratio (> 1: JAX
+    is faster) of the medians and of the best calls, and each framework's cores kept busy (median
+    CPU seconds over median wall seconds of a call; at most ``--threads``)."""
     jax_s, torch_s = summarize(times["jax"]), summarize(times["torch"])
     return {
         "jax": jax_s,
@@ -253,6 +254,8 @@ def compare(times: dict, batch: int) -> dict[str, Any]:
         "torch_images_per_s": batch / torch_s["median_s"],
         "ratio_jax_over_torch": torch_s["median_s"] / jax_s["median_s"],
         "ratio_best_of": torch_s["min_s"] / jax_s["min_s"],
+        "jax_cores_busy": jax_s["median_cpu_s"] / jax_s["median_s"],
+        "torch_cores_busy": torch_s["median_cpu_s"] / torch_s["median_s"],
     }
 
 

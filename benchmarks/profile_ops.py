@@ -4,10 +4,12 @@ Traces ``--calls`` calls with ``jax.profiler`` (XLA:CPU emits one trace event pe
 ``--xla_cpu_enable_xprof_traceme=true``), reads the trace back with
 ``jax.profiler.ProfileData`` and sums the event durations by operation kind (the HLO name without
 its ``.N`` suffix, e.g. ``ynn_fusion`` for YNNPACK convolutions and dots, ``pad_slice_fusion``),
-over all threads, per call. Prints the ``--top`` kinds.
+over all threads, per call. Prints the ``--top`` kinds. ``--by contents`` also splits each kind by
+what its fusions compute (read from the compiled HLO text), e.g. ``ynn_fusion | conv size=3x3
+pad=1_1x1_1`` against ``ynn_fusion | multiply,reduce``.
 
     python benchmarks/profile_ops.py [--mode train] [--size 128] [--batch 16] [--calls 2] \\
-        [--threads N] [--variant s]
+        [--by kind|contents] [--threads N] [--variant s]
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ RUNTIME_EVENT = re.compile(r"^\$|Thunk|Await|Pjit|^end: ")
 
 
 def make_call(mode: str, size: int, batch: int, variant: str):
-    """A blocking closure running one JAX train step or eval forward pass (float32), on a freshly
-    initialised network (no PyTorch model is built: the weights do not change the timings)."""
+    """``(call, compiled_hlo)``: a blocking closure running one JAX train step or eval forward
+    pass (float32) on a freshly initialised network (no PyTorch model is built: the weights do
+    not change the timings), and a function returning the compiled HLO text of that call."""
     import jax
 
     from hpe_jax.models import init_model
@@ -39,7 +42,10 @@ def make_call(mode: str, size: int, batch: int, variant: str):
 
         forward, state = jit_forward(model)
         images = jax.device_put(data["image"])
-        return lambda: jax.block_until_ready(forward(state, images))
+        return (
+            lambda: jax.block_until_ready(forward(state, images)),
+            lambda: forward.lower(state, images).compile().as_text(),
+        )
     from bench_train import jit_train_step
 
     from configs.default import get_config
@@ -54,11 +60,26 @@ def make_call(mode: str, size: int, batch: int, variant: str):
         holder["state"], metrics = step(holder["state"], arrays, rest)
         jax.block_until_ready((holder["state"], metrics))
 
-    return call
+    return call, lambda: step.lower(holder["state"], arrays, rest).compile().as_text()
 
 
-def op_times(trace_dir: Path) -> collections.Counter:
-    """Nanoseconds per operation kind, summed over every event of the trace in ``trace_dir``."""
+def fusion_contents(hlo_text: str) -> dict[str, str]:
+    """For every fusion instruction of a compiled HLO module, what its fused computation holds:
+    ``conv <window>`` for a convolution, else its sorted operation names (e.g.
+    ``multiply,reduce``)."""
+    bodies = dict(re.findall(r"^%([\w.\-]+) [^\n]*\{\n((?:.*\n)*?)\}", hlo_text, re.MULTILINE))
+    contents = {}
+    for name, computation in re.findall(r"%([\w.\-]+) = \S+ fusion\(.*calls=%([\w.\-]+)", hlo_text):
+        body = bodies.get(computation, "")
+        window = re.search(r"convolution\(.*window=\{([^}]*)\}", body)
+        ops = sorted(set(re.findall(r" = \S+ ([a-z][\w\-]*)\(", body)) - {"parameter"})
+        contents[name] = f"conv {window.group(1)}" if window else ",".join(ops)
+    return contents
+
+
+def op_times(trace_dir: Path, contents: dict[str, str] | None = None) -> collections.Counter:
+    """Nanoseconds per operation kind, summed over every event of the trace in ``trace_dir``;
+    with ``contents`` (``fusion_contents``), per kind and contents of the fusion."""
     import jax
 
     (path,) = trace_dir.rglob("*.xplane.pb")
@@ -67,7 +88,10 @@ def op_times(trace_dir: Path) -> collections.Counter:
         for line in plane.lines:
             for event in line.events:
                 if not RUNTIME_EVENT.search(event.name):
-                    totals[re.sub(r"\.\d+$", "", event.name)] += event.duration_ns
+                    label = re.sub(r"\.\d+$", "", event.name)
+                    if contents is not None and event.name in contents:
+                        label = f"{label} | {contents[event.name]}"
+                    totals[label] += event.duration_ns
     return totals
 
 
@@ -78,6 +102,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--calls", type=int, default=2)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--by",
+        choices=["kind", "contents"],
+        default="kind",
+        help="group by operation kind, or by kind and the operations inside each fusion",
+    )
     harness.add_common_arguments(parser)
     args = parser.parse_args()
     os.environ["XLA_FLAGS"] = (
@@ -86,14 +116,15 @@ def main() -> None:
     harness.configure_threads(args.threads)
     import jax
 
-    call = make_call(args.mode, args.size, args.batch, args.variant)
+    call, compiled_hlo = make_call(args.mode, args.size, args.batch, args.variant)
+    contents = fusion_contents(compiled_hlo()) if args.by == "contents" else None
     call()  # compile
     call()
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
             for _ in range(args.calls):
                 call()
-        totals = op_times(Path(tmp))
+        totals = op_times(Path(tmp), contents)
     per_call = {name: ns / args.calls / 1e6 for name, ns in totals.items()}
     total = sum(per_call.values())
     print(
