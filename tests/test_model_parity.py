@@ -86,13 +86,20 @@ def test_load_model_reads_variant_and_rejects_another(converted_s):
         hpe_jax.load_model(tmp / "orbax", variant="m")
 
 
-def test_train_mode_forward_and_bn_statistics_match():
-    reference = _random_reference("s", seed=2, drop_connect_rate=0.0, dropout=0.0)
+def _deterministic_pair(seed: int) -> tuple[torch.nn.Module, HPENet]:
+    """The reference `s` network (random weights from ``seed``) and the NNX network holding its
+    weights, both without dropout and stochastic depth."""
+    reference = _random_reference("s", seed=seed, drop_connect_rate=0.0, dropout=0.0)
     config = get_config("s")
     config.drop_connect_rate = 0.0
     config.dropout = 0.0
     model = HPENet(config, rngs=nnx.Rngs(0))
     load_torch_state_dict(model, reference.state_dict())
+    return reference, model
+
+
+def test_train_mode_forward_and_bn_statistics_match():
+    reference, model = _deterministic_pair(seed=2)
     images = _images(3, 224, seed=3)
     reference.train()
     model.train()
@@ -188,12 +195,7 @@ def test_training_gradients_match():
     gradient of 0, and both frameworks return float32 rounding noise there (about 1e-5 against
     weight gradients of 1e3). Keep 96x96, batch 4: at 64x64, batch 2 (32 values per channel in
     the deepest BatchNorms) the two stems' gradients differed by 5.6e3, ill-conditioned."""
-    reference = _random_reference("s", seed=4, drop_connect_rate=0.0, dropout=0.0)
-    config = get_config("s")
-    config.drop_connect_rate = 0.0
-    config.dropout = 0.0
-    model = HPENet(config, rngs=nnx.Rngs(0))
-    load_torch_state_dict(model, reference.state_dict())
+    reference, model = _deterministic_pair(seed=4)
     images = _images(4, 96, seed=5)
     angles = np.random.default_rng(6).uniform(-99, 99, (4, 3)).astype(np.float32)
     coarse, shift = (np.asarray(a) for a in encode_bins(angles))
