@@ -86,39 +86,6 @@ def test_load_model_reads_variant_and_rejects_another(converted_s):
         hpe_jax.load_model(tmp / "orbax", variant="m")
 
 
-def _deterministic_pair(seed: int) -> tuple[torch.nn.Module, HPENet]:
-    """The reference `s` network (random weights from ``seed``) and the NNX network holding its
-    weights, both without dropout and stochastic depth."""
-    reference = _random_reference("s", seed=seed, drop_connect_rate=0.0, dropout=0.0)
-    config = get_config("s")
-    config.drop_connect_rate = 0.0
-    config.dropout = 0.0
-    model = HPENet(config, rngs=nnx.Rngs(0))
-    load_torch_state_dict(model, reference.state_dict())
-    return reference, model
-
-
-def test_train_mode_forward_and_bn_statistics_match():
-    reference, model = _deterministic_pair(seed=2)
-    images = _images(3, 224, seed=3)
-    reference.train()
-    model.train()
-    expected = _torch_forward(reference, images)
-    got = _jax_forward(model, images)
-    for e, g in zip(expected, got, strict=True):
-        np.testing.assert_allclose(g, e, rtol=0, atol=ATOL_LOGITS)
-    torch_state = reference.state_dict()
-    checked = 0
-    for key, variable, transform in torch_entries(model):
-        if key.endswith(("running_mean", "running_var")):
-            want = transform(torch_state[key].numpy())
-            np.testing.assert_allclose(
-                np.asarray(variable[...]), want, rtol=1e-4, atol=1e-5, err_msg=key
-            )
-            checked += 1
-    assert checked == 2 * 86  # every BatchNorm of the `s` network
-
-
 def _tsv_shapes(variant: str) -> dict[str, tuple[int, ...]]:
     path = SHARED_DIR / "reference" / f"reference_state_dict_efficientnet_v2_{variant}.tsv"
     if not path.exists():
@@ -186,38 +153,60 @@ def test_bfloat16_compute_stays_close_to_float32(converted_s):
     assert np.abs(a16 - a32).max() < 1.5  # degrees; bf16 has an 8-bit mantissa
 
 
-def test_training_gradients_match():
-    """Gradients of the original's loss w.r.t. every parameter in train mode (batch statistics),
-    through the hand-written backward passes (conv kernels, 1x1 convs as matmuls, BatchNorm).
+def test_train_mode_outputs_bn_statistics_and_gradients_match():
+    """One training-mode pass (batch statistics), no dropout or stochastic depth: the logits, the
+    loss, the updated running statistics of all 86 BatchNorms and the gradient of the original's
+    loss w.r.t. every parameter, through the hand-written backward passes (conv kernels, 1x1 convs
+    as matmuls, BatchNorm).
 
     Each gradient must match to 5e-4 of its largest entry (measured: 1.3e-4 at most), plus 1e-7
     of the largest gradient of the network: the biases of convs followed by BatchNorm have a true
     gradient of 0, and both frameworks return float32 rounding noise there (about 1e-5 against
     weight gradients of 1e3). Keep 96x96, batch 4: at 64x64, batch 2 (32 values per channel in
     the deepest BatchNorms) the two stems' gradients differed by 5.6e3, ill-conditioned."""
-    reference, model = _deterministic_pair(seed=4)
+    reference = _random_reference("s", seed=4, drop_connect_rate=0.0, dropout=0.0)
+    config = get_config("s")
+    config.drop_connect_rate = 0.0
+    config.dropout = 0.0
+    model = HPENet(config, rngs=nnx.Rngs(0))
+    load_torch_state_dict(model, reference.state_dict())
     images = _images(4, 96, seed=5)
     angles = np.random.default_rng(6).uniform(-99, 99, (4, 3)).astype(np.float32)
     coarse, shift = (np.asarray(a) for a in encode_bins(angles))
 
     reference.train()
+    torch_outputs = reference(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
     torch_loss = reference_pose_loss(
-        reference(torch.from_numpy(images.transpose(0, 3, 1, 2).copy())),
+        torch_outputs,
         torch.from_numpy(coarse).long(),
         torch.from_numpy(shift).long(),
         torch.from_numpy(angles),
     )
     torch_loss.backward()
+    torch_state = reference.state_dict()
     torch_grads = {k: p.grad.numpy() for k, p in reference.named_parameters()}
     largest = max(float(np.max(np.abs(g))) for g in torch_grads.values())
 
     model.train()
 
-    def loss_fn(m: HPENet) -> jax.Array:
-        return pose_loss(m(images), coarse, shift, angles)[0]
+    def loss_fn(m: HPENet) -> tuple[jax.Array, list[jax.Array]]:
+        outputs = m(images)
+        return pose_loss(outputs, coarse, shift, angles)[0], outputs
 
-    jax_loss, grads = nnx.jit(nnx.value_and_grad(loss_fn))(model)
+    (jax_loss, jax_outputs), grads = nnx.jit(nnx.value_and_grad(loss_fn, has_aux=True))(model)
+    for want, got in zip(torch_outputs, jax_outputs, strict=True):
+        np.testing.assert_allclose(np.asarray(got), want.detach().numpy(), rtol=0, atol=ATOL_LOGITS)
     np.testing.assert_allclose(float(jax_loss), torch_loss.item(), rtol=1e-4)
+    statistics = 0
+    for key, variable, transform in torch_entries(model):
+        if key.endswith(("running_mean", "running_var")):
+            want = transform(torch_state[key].numpy())
+            np.testing.assert_allclose(
+                np.asarray(variable[...]), want, rtol=1e-4, atol=1e-5, err_msg=key
+            )
+            statistics += 1
+    assert statistics == 2 * 86  # every BatchNorm of the `s` network
+
     nnx.update(model, grads)  # the model's parameters now hold their gradients
     checked = 0
     for key, variable, transform in torch_entries(model):
