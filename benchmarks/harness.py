@@ -259,6 +259,26 @@ def compare(times: dict, batch: int) -> dict[str, Any]:
     }
 
 
+COMPARISON_HEADERS = [
+    "JAX img/s",
+    "PyTorch img/s",
+    "JAX/PyTorch",
+    "JAX cores busy",
+    "PyTorch cores busy",
+]
+
+
+def comparison_cells(result: dict[str, Any]) -> list[float]:
+    """The table cells of ``compare``'s result, in the order of ``COMPARISON_HEADERS``."""
+    return [
+        result["jax_images_per_s"],
+        result["torch_images_per_s"],
+        result["ratio_jax_over_torch"],
+        result["jax_cores_busy"],
+        result["torch_cores_busy"],
+    ]
+
+
 def append_result(name: str, record: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path:
     """Appends ``record`` (with a UTC date) as one JSON line to ``<results_dir>/<name>.jsonl``."""
     results_dir.mkdir(parents=True, exist_ok=True)
