@@ -15,6 +15,7 @@ both are compared first. Prints a table and appends one JSON line to
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import time
 
@@ -28,10 +29,12 @@ def jit_forward(model):
     import jax
     from flax import nnx
 
+    from hpe_jax.compiler_options import compiler_options
+
     model.eval()
     graphdef, state = nnx.split(model)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=compiler_options())
     def forward(state, images):
         return nnx.merge(graphdef, state)(images)
 

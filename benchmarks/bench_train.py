@@ -32,6 +32,7 @@ def jit_train_step(config, model):
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
+    from hpe_jax.compiler_options import compiler_options
     from hpe_jax.train_state import create_train_state, make_optimizer, split_model, train_step
 
     mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
@@ -44,6 +45,7 @@ def jit_train_step(config, model):
         in_shardings=(replicated, batch_sharding, replicated),
         out_shardings=(replicated, replicated),
         donate_argnums=0,
+        compiler_options=compiler_options(),
     )
     return step, state, rest, batch_sharding
 

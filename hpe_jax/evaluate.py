@@ -161,9 +161,10 @@ def list_checkpoints(path: str | Path) -> list[tuple[str, Path]]:
 
 @functools.cache
 def _jitted_predict() -> Callable[..., jax.Array]:
+    from hpe_jax.compiler_options import compiler_options
     from hpe_jax.train_state import predict_angles
 
-    return jax.jit(predict_angles, static_argnames="graphdef")
+    return jax.jit(predict_angles, static_argnames="graphdef", compiler_options=compiler_options())
 
 
 def make_predictor(model: HPENet) -> Callable[[np.ndarray], np.ndarray]:

@@ -21,6 +21,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
 from hpe_jax import checkpoint
+from hpe_jax.compiler_options import compiler_options
 from hpe_jax.data.layout import read_metadata
 from hpe_jax.data.pipeline import make_eval_loader, make_train_loader
 from hpe_jax.evaluate import evaluate_batches
@@ -127,11 +128,13 @@ class Trainer:
             in_shardings=(self.replicated, self.batch_sharding, self.replicated),
             out_shardings=(self.replicated, self.replicated),
             donate_argnums=0,
+            compiler_options=compiler_options(),
         )
         self.predict_fn = jax.jit(
             functools.partial(predict_angles, graphdef=self.eval_def),
             in_shardings=(self.replicated, self.replicated, self.replicated, self.batch_sharding),
             out_shardings=self.batch_sharding,
+            compiler_options=compiler_options(),
         )
         self.manager = ocp.CheckpointManager(
             (workdir / "checkpoints").absolute(),

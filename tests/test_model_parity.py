@@ -7,6 +7,7 @@ reference .tsv. Its random weights go through the real converter CLI and ``load_
 from __future__ import annotations
 
 import ast
+import functools
 
 import jax
 import numpy as np
@@ -19,6 +20,7 @@ from torch_reference import pose_loss as reference_pose_loss
 
 import hpe_jax
 from hpe_jax.checkpoint import MODEL_VARIABLES
+from hpe_jax.compiler_options import compiler_options
 from hpe_jax.convert_torch import load_torch_state_dict, main, torch_entries
 from hpe_jax.models import HPENet, get_config
 from hpe_jax.pose import encode_bins, pose_loss
@@ -51,7 +53,14 @@ def _torch_forward(model: torch.nn.Module, images: np.ndarray) -> list[np.ndarra
 
 
 def _jax_forward(model: HPENet, images: np.ndarray) -> list[np.ndarray]:
-    return [np.asarray(o) for o in nnx.jit(lambda m, x: m(x))(model, images)]
+    """The network's logits, jitted as the library jits it (``compiler_options``)."""
+    graphdef, state = nnx.split(model)
+
+    @functools.partial(jax.jit, compiler_options=compiler_options())
+    def forward(state: nnx.State, images: jax.Array) -> list[jax.Array]:
+        return nnx.merge(graphdef, state)(images)
+
+    return [np.asarray(o) for o in forward(state, images)]
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +165,8 @@ def test_bfloat16_compute_stays_close_to_float32(converted_s):
 def test_train_mode_outputs_bn_statistics_and_gradients_match():
     """One training-mode pass (batch statistics), no dropout or stochastic depth: the logits, the
     loss, the updated running statistics of all 86 BatchNorms and the gradient of the original's
-    loss w.r.t. every parameter, through the hand-written backward passes (conv kernels, 1x1 convs
-    as matmuls, BatchNorm).
+    loss w.r.t. every parameter (through the hand-written backward passes: 1x1 convs as matmuls,
+    BatchNorm), compiled as the training step is (``compiler_options``).
 
     Each gradient must match to 5e-4 of its largest entry (measured: 1.3e-4 at most), plus 1e-7
     of the largest gradient of the network: the biases of convs followed by BatchNorm have a true
@@ -193,7 +202,16 @@ def test_train_mode_outputs_bn_statistics_and_gradients_match():
         outputs = m(images)
         return pose_loss(outputs, coarse, shift, angles)[0], outputs
 
-    (jax_loss, jax_outputs), grads = nnx.jit(nnx.value_and_grad(loss_fn, has_aux=True))(model)
+    graphdef, state = nnx.split(model)
+
+    @functools.partial(jax.jit, compiler_options=compiler_options())
+    def loss_and_grads(state: nnx.State):
+        m = nnx.merge(graphdef, state)
+        (loss, outputs), grads = nnx.value_and_grad(loss_fn, has_aux=True)(m)
+        return loss, outputs, grads, nnx.state(m)
+
+    jax_loss, jax_outputs, grads, trained_state = loss_and_grads(state)
+    nnx.update(model, trained_state)  # the running statistics of the pass
     for want, got in zip(torch_outputs, jax_outputs, strict=True):
         np.testing.assert_allclose(np.asarray(got), want.detach().numpy(), rtol=0, atol=ATOL_LOGITS)
     np.testing.assert_allclose(float(jax_loss), torch_loss.item(), rtol=1e-4)

@@ -43,10 +43,12 @@ from train_support import (
     subprocess_env,
     train_main_command,
     wait_for,
+    ynnpack_convolutions,
 )
 
 from hpe_jax import train
 from hpe_jax.checkpoint import MODEL_VARIABLES, load_model, save_model
+from hpe_jax.compiler_options import compiler_options
 from hpe_jax.convert_torch import torch_entries
 from hpe_jax.data.pipeline import make_train_loader
 from hpe_jax.models import HPENet, get_config
@@ -193,7 +195,8 @@ def test_best_validation_mae_survives_a_restart(shards, tmp_path):
 
 @pytest.fixture(scope="module")
 def four_steps(shards, cache_dir, tmp_path_factory) -> SimpleNamespace:
-    """Four steps of a Trainer on this process's one device, with the compile log of each."""
+    """Four steps of a Trainer on this process's one device, with the compile log of each, and
+    the compiled step's HLO text."""
     config = standard_config(shards.train)
     trainer = Trainer(config, tmp_path_factory.mktemp("four_steps"))
     batches = _first_batches(config, 4)
@@ -208,7 +211,9 @@ def four_steps(shards, cache_dir, tmp_path_factory) -> SimpleNamespace:
         logs.append([m for m in log if "train_step" in m])
         if i == 0:
             after_first = host_state(trainer.state)
+    compiled = trainer.step_fn.lower(trainer.state, trainer.global_batch(batches[0]), trainer.rest)
     return SimpleNamespace(
+        compiled_hlo=compiled.compile().as_text(),
         step_fn=trainer.step_fn,
         batches=batches,
         before=before,
@@ -223,6 +228,14 @@ def test_no_recompilation_after_the_first_step(four_steps):
     # Steps 2-4: not traced, lowered, compiled or fetched from the cache again.
     assert four_steps.logs[1:] == [[], [], []]
     assert np.isfinite(four_steps.losses).all()
+
+
+def test_train_step_is_compiled_with_the_library_options(four_steps):
+    """On CPU its convolutions (forward and gradients) run outside YNNPACK."""
+    if compiler_options() is None:
+        pytest.skip(f"not the CPU backend, or this jaxlib ({jax.__version__}) lacks the option")
+    assert " convolution(" in four_steps.compiled_hlo
+    assert ynnpack_convolutions(four_steps.compiled_hlo) == []
 
 
 # One step on 4 devices against 1 device, float32 (measured: BN statistics differ by at most

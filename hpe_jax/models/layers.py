@@ -121,66 +121,6 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, impl: str) -> j
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def _plain_conv(
-    x: jax.Array,
-    kernel: jax.Array,
-    stride: tuple[int, int],
-    padding: tuple[tuple[int, int], ...],
-    dilation: tuple[int, int],
-) -> jax.Array:
-    return jax.lax.conv_general_dilated(
-        x, kernel, stride, padding, rhs_dilation=dilation, dimension_numbers=_NHWC
-    )
-
-
-def _kernel_grad(
-    x: jax.Array,
-    g: jax.Array,
-    kernel_shape: tuple[int, ...],
-    stride: tuple[int, int],
-    padding: tuple[tuple[int, int], ...],
-    dilation: tuple[int, int],
-) -> jax.Array:
-    """Gradient of a dense NHWC conv w.r.t. its (kh, kw, in, out) kernel as one matmul per tap:
-    ``g^T`` (out, N*H'*W') times the tap's strided window of the padded input (N*H'*W', in)."""
-    kh, kw, cin, cout = kernel_shape
-    n, oh, ow, _ = g.shape
-    padded = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
-    g_t = g.reshape(-1, cout).T
-    taps = []
-    for a in range(kh):
-        for b in range(kw):
-            top, left = a * dilation[0], b * dilation[1]
-            window = jax.lax.slice(
-                padded,
-                (0, top, left, 0),
-                (n, top + (oh - 1) * stride[0] + 1, left + (ow - 1) * stride[1] + 1, cin),
-                (1, stride[0], stride[1], 1),
-            )
-            taps.append(jnp.dot(g_t, window.reshape(-1, cin), preferred_element_type=jnp.float32))
-    return jnp.stack(taps).reshape(kh, kw, cout, cin).transpose(0, 1, 3, 2)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv_matmul_kernel_grad(x, kernel, stride, padding, dilation):
-    return _plain_conv(x, kernel, stride, padding, dilation)
-
-
-def _conv_fwd(x, kernel, stride, padding, dilation):
-    return _plain_conv(x, kernel, stride, padding, dilation), (x, kernel)
-
-
-def _conv_bwd(stride, padding, dilation, residuals, g):
-    x, kernel = residuals
-    _, input_vjp = jax.vjp(lambda v: _plain_conv(v, kernel, stride, padding, dilation), x)
-    (dx,) = input_vjp(g)
-    dk = _kernel_grad(x, g, kernel.shape, stride, padding, dilation)
-    return dx, dk.astype(kernel.dtype)
-
-
-_conv_matmul_kernel_grad.defvjp(_conv_fwd, _conv_bwd)
-
-
 def _no_padding(padding: Sequence[tuple[int, int]]) -> bool:
     return all(tuple(p) == (0, 0) for p in padding)
 
@@ -208,49 +148,40 @@ def conv_nhwc(
     """Dense 2-D conv, NHWC input, HWIO kernel, explicit padding; the ``conv_general_dilated``
     of every ``conv2d`` layer.
 
-    On the CPU backend a 1x1 stride-1 conv is one matmul (``_pointwise_conv``; XLA:CPU runs the
-    1x1 convolution 1.2-2.4x slower than the same matmul, and the network has 45 of them), and
-    for other kernels the forward pass and the input gradient are XLA's convolution while the
-    kernel gradient is one matmul per kernel tap (``_kernel_grad``): XLA:CPU hands the
-    kernel-gradient convolution to YNNPACK, which runs it 3-7x slower than these matmuls (the
-    whole training step spent more than half its time there). On other backends, and for
-    arguments outside this network's use (input dilation, groups, other layouts), it is
-    ``jax.lax.conv_general_dilated`` unchanged.
+    On the CPU backend a 1x1 stride-1 conv is one matmul (``_pointwise_conv``; with XLA:CPU's
+    default options the 1x1 convolution runs 2-5x slower than the same matmul, and the network has
+    45 of them; with ``hpe_jax.compiler_options`` the two are equally fast). Every other case is
+    ``jax.lax.conv_general_dilated`` unchanged: jit the network with
+    ``compiler_options=hpe_jax.compiler_options.compiler_options()``, which keeps XLA:CPU's
+    convolutions (and their gradients) off YNNPACK.
     """
-    lhs_dilation = tuple(lhs_dilation or (1, 1))
-    rhs_dilation = tuple(rhs_dilation or (1, 1))
-    plain = (
-        jax.default_backend() != "cpu"
-        or isinstance(padding, str)
-        or lhs_dilation != (1, 1)
-        or feature_group_count != 1
-        or precision is not None
-        or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-        != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
-        or kwargs.get("out_sharding") is not None
-        or "preferred_element_type" in kwargs
+    pointwise = (
+        jax.default_backend() == "cpu"
+        and rhs.shape[:2] == (1, 1)
+        and tuple(window_strides) == (1, 1)
+        and not isinstance(padding, str)
+        and _no_padding(padding)
+        and tuple(lhs_dilation or (1, 1)) == (1, 1)
+        and feature_group_count == 1
+        and precision is None
+        and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+        == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+        and kwargs.get("out_sharding") is None
+        and "preferred_element_type" not in kwargs
     )
-    if plain:
-        return jax.lax.conv_general_dilated(
-            lhs,
-            rhs,
-            window_strides,
-            padding,
-            lhs_dilation=lhs_dilation,
-            rhs_dilation=rhs_dilation,
-            dimension_numbers=dimension_numbers,
-            feature_group_count=feature_group_count,
-            precision=precision,
-            **kwargs,
-        )
-    if rhs.shape[:2] == (1, 1) and tuple(window_strides) == (1, 1) and _no_padding(padding):
+    if pointwise:
         return _pointwise_conv(lhs, rhs)
-    return _conv_matmul_kernel_grad(
+    return jax.lax.conv_general_dilated(
         lhs,
         rhs,
-        tuple(window_strides),
-        tuple(tuple(p) for p in padding),
-        rhs_dilation,
+        window_strides,
+        padding,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count,
+        precision=precision,
+        **kwargs,
     )
 
 

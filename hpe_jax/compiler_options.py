@@ -1,0 +1,57 @@
+"""XLA compiler options for every jitted function of hpe-jax that runs the network.
+
+On the CPU backend, XLA:CPU (jaxlib 0.10) hands each convolution to YNNPACK by default. YNNPACK
+runs a 3x3 convolution with few output channels on one core, and a kernel-gradient convolution
+3-7x slower than XLA's other convolution path (Eigen), which keeps every core busy: the training
+step at 224x224, batch 16, is 10% faster and inference 23% faster with convolutions left to Eigen
+(``BENCHMARKS.md``). YNNPACK keeps the matmuls and reductions, where it is the faster library.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+
+# XLA:CPU's default for this option is these two plus LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION.
+_CPU_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": (
+        "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+    )
+}
+
+
+@functools.cache
+def _cpu_options_accepted() -> bool:
+    """Whether this jaxlib's XLA:CPU knows the option (compiles a tiny convolution with it)."""
+    x = jnp.zeros((1, 4, 4, 1), jnp.float32)
+    kernel = jnp.zeros((3, 3, 1, 1), jnp.float32)
+
+    def conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+        return jax.lax.conv_general_dilated(
+            x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    try:
+        jax.jit(conv, compiler_options=_CPU_OPTIONS).lower(x, kernel).compile()
+    except jax.errors.JaxRuntimeError as error:
+        warnings.warn(
+            f"this jaxlib ({jax.__version__}) rejects the XLA:CPU option {_CPU_OPTIONS}: "
+            f"{error}; compiling with XLA's defaults (convolutions may run several times slower)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    return True
+
+
+def compiler_options() -> dict[str, str] | None:
+    """``compiler_options`` for ``jax.jit`` of a function that runs the network: on the CPU
+    backend, convolutions on Eigen rather than YNNPACK (see the module docstring); ``None`` (XLA's
+    defaults) on other backends, or where this jaxlib does not know the option (with a
+    ``RuntimeWarning``)."""
+    if jax.default_backend() != "cpu" or not _cpu_options_accepted():
+        return None
+    return dict(_CPU_OPTIONS)
