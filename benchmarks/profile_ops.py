@@ -67,7 +67,9 @@ def fusion_contents(hlo_text: str) -> dict[str, str]:
     """For every fusion instruction of a compiled HLO module, what its fused computation holds:
     ``conv <window>`` for a convolution, else its sorted operation names (e.g.
     ``multiply,reduce``)."""
-    bodies = dict(re.findall(r"^%([\w.\-]+) [^\n]*\{\n((?:.*\n)*?)\}", hlo_text, re.MULTILINE))
+    from hpe_jax.compiler_options import fused_computations
+
+    bodies = fused_computations(hlo_text)
     contents = {}
     for name, computation in re.findall(r"%([\w.\-]+) = \S+ fusion\(.*calls=%([\w.\-]+)", hlo_text):
         body = bodies.get(computation, "")

@@ -10,6 +10,7 @@ step at 224x224, batch 16, is 10% faster and inference 23% faster with convoluti
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 
 import jax
@@ -55,3 +56,17 @@ def compiler_options() -> dict[str, str] | None:
     if jax.default_backend() != "cpu" or not _cpu_options_accepted():
         return None
     return dict(_CPU_OPTIONS)
+
+
+def fused_computations(hlo_text: str) -> dict[str, str]:
+    """The body (instruction lines) of every named computation in the text of a compiled HLO
+    module (``jax.jit(f).lower(...).compile().as_text()``), by computation name."""
+    return dict(re.findall(r"^%([\w.\-]+) [^\n]*\{\n((?:.*\n)*?)\}", hlo_text, re.MULTILINE))
+
+
+def ynnpack_convolutions(hlo_text: str) -> list[str]:
+    """The names of the fused computations of a compiled HLO module's text that XLA:CPU hands to
+    YNNPACK (``__ynn_fusion``) and that hold a convolution: empty under ``compiler_options()``."""
+    bodies = fused_computations(hlo_text)
+    ynn_called = re.findall(r"fusion\(.*calls=%([\w.\-]+).*\"kind\":\"__ynn_fusion\"", hlo_text)
+    return [name for name in ynn_called if " convolution(" in bodies.get(name, "")]

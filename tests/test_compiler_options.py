@@ -5,9 +5,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from train_support import ynnpack_convolutions
 
-from hpe_jax.compiler_options import compiler_options
+from hpe_jax.compiler_options import compiler_options, ynnpack_convolutions
 from hpe_jax.models.layers import conv_nhwc
 
 

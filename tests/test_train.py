@@ -43,12 +43,11 @@ from train_support import (
     subprocess_env,
     train_main_command,
     wait_for,
-    ynnpack_convolutions,
 )
 
 from hpe_jax import train
 from hpe_jax.checkpoint import MODEL_VARIABLES, load_model, save_model
-from hpe_jax.compiler_options import compiler_options
+from hpe_jax.compiler_options import compiler_options, ynnpack_convolutions
 from hpe_jax.convert_torch import torch_entries
 from hpe_jax.data.pipeline import make_train_loader
 from hpe_jax.models import HPENet, get_config

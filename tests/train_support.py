@@ -1,6 +1,5 @@
 """Shared pieces of the training tests: the small standard run configuration, subprocess
-commands and environments for ``train_main.py``, flat views of states and checkpoints, and what
-a compiled step hands to YNNPACK.
+commands and environments for ``train_main.py``, and flat views of states and checkpoints.
 
 Every training test uses the same network, step shapes and optimiser (variant ``s``, 64x64
 images, global batch 8, AdamW at 1e-3 with a 6-step cosine schedule and no warm-up), so one
@@ -11,7 +10,6 @@ compiled train step serves them all through JAX's persistent compilation cache
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -197,11 +195,3 @@ def assert_identical(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None
     assert a.keys() == b.keys(), sorted(a.keys() ^ b.keys())[:10]
     differ = [k for k in a if not np.array_equal(a[k], b[k])]
     assert not differ, f"{len(differ)} of {len(a)} arrays differ, e.g. {differ[:5]}"
-
-
-def ynnpack_convolutions(hlo_text: str) -> list[str]:
-    """The names of the fused computations that XLA:CPU hands to YNNPACK (``__ynn_fusion``) and
-    that hold a convolution, in the text of a compiled HLO module."""
-    bodies = dict(re.findall(r"^%([\w.\-]+) [^\n]*\{\n((?:.*\n)*?)\}", hlo_text, re.MULTILINE))
-    ynn_called = re.findall(r"fusion\(.*calls=%([\w.\-]+).*\"kind\":\"__ynn_fusion\"", hlo_text)
-    return [name for name in ynn_called if " convolution(" in bodies.get(name, "")]
