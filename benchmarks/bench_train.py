@@ -6,11 +6,13 @@ dtype ``config.model.dtype`` (float32 and bfloat16; parameters stay float32). Py
 ``tests/torch_reference.py`` ``torch_train_step`` (train mode, AdamW with 5x heads, same loss),
 float32. Same weights in both, same synthetic batch, same thread count. For every (size, batch,
 dtype) the JAX step and the PyTorch step run alternately, ``--repeats`` rounds after one warm-up
-step each; images/s from the median step time. Prints a table and appends one JSON line to
-``benchmarks/results/train.jsonl``.
+step each, each framework in a worker process of its own (``harness.alternate_in_processes``:
+in one process PyTorch's allocations push XLA's temporary buffer onto fresh pages;
+``--same-process`` measures that way); images/s from the median step time. Prints a table and
+appends one JSON line to ``benchmarks/results/train.jsonl``.
 
     python benchmarks/bench_train.py [--sizes 224 128] [--batch 16] [--dtypes float32] \\
-        [--repeats 3] [--threads N]
+        [--repeats 3] [--threads N] [--same-process]
 
 (the defaults take about 4 minutes on 2 cores, mostly XLA compilation; the full grid of
 BENCHMARKS.md adds ``--batch 16 32 --dtypes float32 bfloat16``).
@@ -94,18 +96,37 @@ def setup(variant: str, size: int, batch: int, dtype: str) -> tuple:
     return jax_step, torch_step, lower
 
 
+def train_steps(variant: str, size: int, batch: int, dtype: str) -> dict:
+    """``{"jax": jax_step, "torch": torch_step}`` of ``setup`` (the functions of the workers of
+    ``harness.alternate_in_processes``)."""
+    jax_step, torch_step, _ = setup(variant, size, batch, dtype)
+    return {"jax": jax_step, "torch": torch_step}
+
+
 def measure(args: argparse.Namespace, size: int, batch: int, dtype: str) -> dict:
-    """Alternating JAX / PyTorch train steps at one configuration; timings in seconds."""
-    jax_step, torch_step, _ = setup(args.variant, size, batch, dtype)
-    start = time.perf_counter()
-    jax_step()
-    compile_s = time.perf_counter() - start
+    """Alternating JAX / PyTorch train steps at one configuration, in two worker processes
+    (in this one with ``args.same_process``); timings in seconds."""
     load_before = harness.load()
-    times = harness.alternate({"jax": jax_step, "torch": torch_step}, args.repeats)
+    if args.same_process:
+        steps = train_steps(args.variant, size, batch, dtype)
+        start = time.perf_counter()
+        steps["jax"]()
+        compile_s = time.perf_counter() - start
+        times = harness.alternate(steps, args.repeats)
+    else:
+        times, first_call_s = harness.alternate_in_processes(
+            train_steps,
+            (args.variant, size, batch, dtype),
+            ["jax", "torch"],
+            args.threads,
+            args.repeats,
+        )
+        compile_s = first_call_s["jax"]
     return {
         "size": size,
         "batch": batch,
         "dtype": dtype,
+        "processes": "one" if args.same_process else "one per framework",
         "jax_compile_and_first_step_s": round(compile_s, 2),
         **harness.compare(times, batch),
         "load_before": load_before,
@@ -119,6 +140,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[16])
     parser.add_argument("--dtypes", nargs="+", default=["float32"], help="JAX compute dtypes")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="run both frameworks in this process instead of one worker process each",
+    )
     harness.add_common_arguments(parser)
     args = parser.parse_args()
     cpus = harness.start_both_frameworks(args)
@@ -149,7 +175,9 @@ def main() -> None:
     info = harness.machine_info()
     print(
         f"\ntraining step, variant {args.variant}, {args.threads} threads (CPUs {cpus}), "
-        f"median of {args.repeats} alternating steps; {info['cpu_model']}"
+        f"median of {args.repeats} alternating steps, "
+        f"{'one process' if args.same_process else 'one process per framework'}; "
+        f"{info['cpu_model']}"
     )
     harness.print_table(
         [

@@ -11,8 +11,9 @@ this way:
 
 ``configure_threads`` also applies ``hpe_jax.host_memory.retain_freed_host_memory`` (glibc keeps
 freed memory for reuse), as ``train_main.py`` and ``eval_main.py`` do; it acts on the whole
-process, so the JAX and PyTorch measurements of one run share it. Set
-``HPE_BENCH_DEFAULT_MALLOC=1`` to measure with glibc's default allocation instead.
+process, so the JAX and PyTorch measurements of one run share it (``alternate_in_processes``
+applies it in each worker). Set ``HPE_BENCH_DEFAULT_MALLOC=1`` to measure with glibc's default
+allocation instead.
 
 Images are NHWC for JAX and the same values transposed to NCHW for PyTorch, float32,
 standard-normal (the networks' inputs are ImageNet-normalised, so of that scale).
@@ -21,6 +22,7 @@ standard-normal (the networks' inputs are ImageNet-normalised, so of that scale)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -228,6 +230,100 @@ def alternate(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) 
             times[name]["wall"].append(time.perf_counter() - start)
             times[name]["cpu"].append(time.process_time() - cpu)
     return times
+
+
+def alternate_in_processes(
+    make_fns: Callable[..., dict[str, Callable[[], Any]]],
+    make_args: tuple,
+    names: list[str],
+    threads: int,
+    repeats: int,
+    warmup: int = 1,
+) -> tuple[dict, dict[str, float]]:
+    """``alternate``, with each function in a worker process of its own.
+
+    Worker ``name`` (started with ``spawn``, one after the other, each set up before the next
+    starts) runs ``configure_threads(threads)``, builds ``make_fns(*make_args)[name]`` and calls
+    it ``warmup`` times; then this process asks the workers for one call each, in turn,
+    ``repeats`` rounds. ``make_fns`` must be a module-level function (it is pickled by name).
+    Why: JAX and PyTorch in one process share one glibc heap (``retain_freed_host_memory``), and
+    after a PyTorch step XLA's multi-GB temporary buffer of the next call often no longer fits
+    in the freed holes, so that call faults in fresh pages (measured at 224x224, batch 16:
+    9,000-550,000 page faults and 0.1-4 s of system time on the JAX step after each PyTorch
+    step; none when JAX runs alone), a cost no single-framework program pays.
+
+    Returns ``(times, first_call_s)``: ``alternate``'s ``{name: {"wall": [...], "cpu": [...]}}``
+    (the CPU seconds are the worker's) and each worker's first call in seconds (for JAX:
+    compilation included).
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers, first_call_s = {}, {}
+    try:
+        for name in names:
+            parent_end, child_end = context.Pipe()
+            process = context.Process(
+                target=_alternation_worker,
+                args=(make_fns, make_args, name, threads, warmup, child_end),
+                daemon=True,
+            )
+            process.start()
+            child_end.close()
+            workers[name] = (process, parent_end)
+            first_call_s[name] = _worker_reply(name, parent_end)
+        times: dict[str, dict[str, list[float]]] = {n: {"wall": [], "cpu": []} for n in names}
+        for _ in range(repeats):
+            for name, (_, conn) in workers.items():
+                conn.send("call")
+                wall, cpu = _worker_reply(name, conn)
+                times[name]["wall"].append(wall)
+                times[name]["cpu"].append(cpu)
+    finally:
+        for process, conn in workers.values():
+            with contextlib.suppress(OSError):
+                conn.send("stop")
+            process.join(timeout=60)
+    return times, first_call_s
+
+
+def _worker_reply(name: str, conn: Any) -> Any:
+    try:
+        status, value = conn.recv()
+    except EOFError:
+        raise RuntimeError(f"benchmark worker {name!r} exited without replying") from None
+    if status == "error":
+        raise RuntimeError(f"benchmark worker {name!r} failed:\n{value}")
+    return value
+
+
+def _alternation_worker(
+    make_fns: Callable[..., dict[str, Callable[[], Any]]],
+    make_args: tuple,
+    name: str,
+    threads: int,
+    warmup: int,
+    conn: Any,
+) -> None:
+    """The body of one ``alternate_in_processes`` worker."""
+    import traceback
+
+    try:
+        configure_threads(threads)
+        set_torch_threads(threads)
+        fn = make_fns(*make_args)[name]
+        start = time.perf_counter()
+        fn()
+        first_call_s = time.perf_counter() - start
+        for _ in range(warmup - 1):
+            fn()
+        conn.send(("ok", first_call_s))
+        while conn.recv() == "call":
+            cpu, start = time.process_time(), time.perf_counter()
+            fn()
+            conn.send(("ok", (time.perf_counter() - start, time.process_time() - cpu)))
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
 
 
 def summarize(timings: dict[str, list[float]]) -> dict[str, float]:
