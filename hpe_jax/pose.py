@@ -270,8 +270,11 @@ def maev(r_pred, r_gt):
     """Mean angle between corresponding axis vectors of two rotations (MAEV), in degrees.
 
     Uses the ROWS of the matrices, as 6DRepNet-family code does (``R[:, i]`` on batched
-    (B, 3, 3) tensors selects row i of every matrix): for each row i, the angle
-    ``acos(clip(r_gt[i] . r_pred[i], -1, 1))``, averaged over the three rows.
+    (B, 3, 3) tensors selects row i of every matrix): for each row i, the angle between
+    ``r_gt[i]`` and ``r_pred[i]``, averaged over the three rows. The angle is
+    ``atan2(|a x b|, a . b)``, which equals ``acos(clip(a . b, -1, 1))`` for unit vectors but
+    stays accurate near 0 and 180 degrees, where ``acos`` of a rounded cosine cannot resolve
+    angles below about 1e-6 degrees.
 
     Args:
         r_pred, r_gt: (..., 3, 3) rotation matrices of the same shape (numpy or JAX).
@@ -282,12 +285,19 @@ def maev(r_pred, r_gt):
     xp = _xp(r_pred)
     p, g = _as_float(r_pred, xp), _as_float(r_gt, xp)
     _check_rotation_pair(p, g, "maev")
-    cos = xp.clip(xp.sum(p * g, axis=-1), -1.0, 1.0)
-    return xp.mean(xp.rad2deg(xp.arccos(cos)), axis=-1)
+    sin = xp.linalg.norm(xp.cross(p, g), axis=-1)
+    cos = xp.sum(p * g, axis=-1)
+    return xp.mean(xp.rad2deg(xp.arctan2(sin, cos)), axis=-1)
 
 
 def geodesic(r_pred, r_gt):
-    """Geodesic distance between rotations, ``acos(clip((tr(r_pred r_gt^T) - 1) / 2, -1, 1))``.
+    """Geodesic distance between rotations: the rotation angle of ``M = r_pred r_gt^T``.
+
+    ``acos((tr(M) - 1) / 2)`` in exact arithmetic; computed as ``atan2(sin, cos)`` with
+    ``cos = (tr(M) - 1) / 2`` and ``sin`` = half the norm of the skew part's axis vector
+    ``(M21 - M12, M02 - M20, M10 - M01)``, which stays accurate for angles near 0 (``acos`` of
+    a trace that is 1 to within rounding cannot resolve angles below about 1e-6 degrees, and the
+    result would depend on the floating-point library). Angles in [0, 180].
 
     Args:
         r_pred, r_gt: (..., 3, 3) rotation matrices of the same shape (numpy or JAX).
@@ -298,5 +308,15 @@ def geodesic(r_pred, r_gt):
     xp = _xp(r_pred)
     p, g = _as_float(r_pred, xp), _as_float(r_gt, xp)
     _check_rotation_pair(p, g, "geodesic")
-    trace = xp.sum(p * g, axis=(-2, -1))
-    return xp.rad2deg(xp.arccos(xp.clip((trace - 1.0) / 2.0, -1.0, 1.0)))
+    m = p @ xp.swapaxes(g, -1, -2)
+    axis = xp.stack(
+        [
+            m[..., 2, 1] - m[..., 1, 2],
+            m[..., 0, 2] - m[..., 2, 0],
+            m[..., 1, 0] - m[..., 0, 1],
+        ],
+        axis=-1,
+    )
+    sin = 0.5 * xp.linalg.norm(axis, axis=-1)
+    cos = 0.5 * (xp.trace(m, axis1=-2, axis2=-1) - 1.0)
+    return xp.rad2deg(xp.arctan2(sin, cos))

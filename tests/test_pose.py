@@ -267,6 +267,21 @@ def test_geodesic_and_maev_known_rotations():
     np.testing.assert_allclose(pose.maev(yaw30, eye), 20.0, atol=1e-6)
 
 
+def test_geodesic_and_maev_resolve_tiny_and_half_turn_angles():
+    # acos of a cosine that is 1 to within rounding returns 0 or ~1e-6 degrees, depending on the
+    # floating-point library; the atan2 forms give the angle to full relative precision.
+    for degrees in (1e-9, 3e-7, 1e-4):
+        small = Rotation.from_rotvec(np.radians(degrees) * np.array([0.6, 0.0, 0.8])).as_matrix()
+        np.testing.assert_allclose(pose.geodesic(small, np.eye(3)), degrees, rtol=1e-6)
+        turned = Rotation.from_rotvec(np.radians(degrees) * np.array([1.0, 0.0, 0.0]))
+        # About x: row 0 stays, rows 1 and 2 turn by the angle.
+        np.testing.assert_allclose(
+            pose.maev(turned.as_matrix(), np.eye(3)), 2 * degrees / 3, rtol=1e-6
+        )
+    half_turn = pose.rotation_from_euler(np.array([180.0, 0.0, 0.0]))
+    np.testing.assert_allclose(pose.geodesic(half_turn, np.eye(3)), 180.0, atol=1e-9)
+
+
 def test_maev_uses_rows_not_columns():
     # p g^T = a, so the row angles are acos(a_ii); the column angles differ.
     a = pose.rotation_from_euler(np.array([40.0, 0.0, 0.0]))

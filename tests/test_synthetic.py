@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation
 from data_prep import read_records, synthetic
 from data_prep.convert import convert
 from data_prep.synthetic import dad_matrices, generate, render_head
-from hpe_jax.pose import rotation_from_euler
+from hpe_jax.pose import geodesic, rotation_from_euler
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 REAL_300W_LP_MAT = SAMPLES / "300W_LP" / "IBUG_image_008_1_0.mat"
@@ -68,10 +68,6 @@ def fit_rotation(model: np.ndarray, seen: np.ndarray) -> np.ndarray:
     b = seen - seen.mean(1, keepdims=True)
     u, _, vt = np.linalg.svd(b @ a.T)
     return u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
-
-
-def angle_between(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(a @ b.T) - 1) / 2, -1, 1))))
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +287,7 @@ def test_projection_is_r_transpose_in_y_up_coordinates():
         r = render(pose)
         seen = np.stack([r.points[:, 0], -r.points[:, 1], r.points[:, 2]])
         fitted = fit_rotation(r.model_points.T, seen)
-        assert angle_between(fitted, rotation_from_euler(np.array(pose)).T) < 1e-6
+        assert geodesic(fitted, rotation_from_euler(np.array(pose)).T) < 1e-6
 
 
 @pytest.mark.skipif(not REAL_AFLW_MATS, reason=f"{SAMPLES} not found")
@@ -303,7 +299,7 @@ def test_landmark_model_matches_the_real_aflw2000_convention():
         pt3d = mat["pt3d_68"].astype(np.float64)
         seen = np.stack([pt3d[0], -pt3d[1], pt3d[2]])
         rot = rotation_from_euler(np.array(mat_pose(mat)))
-        assert angle_between(fit_rotation(model, seen), rot.T) < 8.0, path.name
+        assert geodesic(fit_rotation(model, seen), rot.T) < 8.0, path.name
 
 
 def test_same_seed_same_files_and_samples_independent_of_count(tmp_path):
