@@ -248,9 +248,8 @@ def alternate_in_processes(
     ``repeats`` rounds. ``make_fns`` must be a module-level function (it is pickled by name).
     Why: JAX and PyTorch in one process share one glibc heap (``retain_freed_host_memory``), and
     after a PyTorch step XLA's multi-GB temporary buffer of the next call often no longer fits
-    in the freed holes, so that call faults in fresh pages (measured at 224x224, batch 16:
-    9,000-550,000 page faults and 0.1-4 s of system time on the JAX step after each PyTorch
-    step; none when JAX runs alone), a cost no single-framework program pays.
+    in the freed holes, so that call faults in fresh pages (BENCHMARKS.md, "Method"), a cost no
+    single-framework program pays.
 
     Returns ``(times, first_call_s)``: ``alternate``'s ``{name: {"wall": [...], "cpu": [...]}}``
     (the CPU seconds are the worker's) and each worker's first call in seconds (for JAX:

@@ -23,20 +23,10 @@ from configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
+    # From default: batch 32, constant 1e-5 (heads x5), augment 0.5 with flips, image 224,
+    # validation resized to 224 (val_input_size). data.train_dir / data.val_dir: command line.
     config = default.get_config()
-    config.data.train_dir = ""  # required: BIWI shards, split 'train' (70 %)
-    config.data.train_split = "train"
-    config.data.val_dir = ""  # required: BIWI shards, split 'test' (30 %)
-    config.data.val_split = "test"
     config.data.val_mode = "biwi"
-    config.data.val_input_size = 224  # resize to 224 only, as the original for BIWI-trained models
-    config.data.image_size = 224
-    config.data.augment = 0.5
-    config.data.flip = True
     config.num_epochs = 100
-    config.batch_size = 32
-    config.learning_rate = 1e-5
-    config.lr_schedule = "constant"
-    config.head_lr_multiplier = 5.0
     config.init_from = default.PRETRAINED_BACKBONE
     return config

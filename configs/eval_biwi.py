@@ -22,11 +22,9 @@ from configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
+    # From default: split 'test', image 224, eval batch 64 (the original test.py's);
+    # data.val_dir: on the command line.
     config = default.get_config()
-    config.data.val_dir = ""  # required: the converted BIWI shards
-    config.data.val_split = "test"
     config.data.val_mode = "biwi"
     config.data.val_input_size = 240  # 224 for BIWI-trained models
-    config.data.image_size = 224
-    config.eval_batch_size = 64  # the original test.py's
     return config

@@ -13,7 +13,6 @@ def get_config() -> ml_collections.ConfigDict:
     )
     config.data.image_size = 64
     config.data.worker_count = 0
-    config.batch_size = 32
     config.eval_batch_size = 100
     config.num_epochs = 8
     config.learning_rate = 1e-3

@@ -27,17 +27,10 @@ from configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
+    # From default: batch 32, constant 1e-5 (heads x5), augment 0.5, image 224, AFLW2000
+    # validation. data.train_dir / data.val_dir: on the command line.
     config = default.get_config()
-    config.data.train_dir = ""  # required: 300W-LP shards, split 'train'
-    config.data.val_dir = ""  # required: AFLW2000 shards, split 'test'
-    config.data.val_mode = "aflw2000"
-    config.data.image_size = 224
-    config.data.augment = 0.5
     config.data.flip = False
     config.num_epochs = 100
-    config.batch_size = 32
-    config.learning_rate = 1e-5
-    config.lr_schedule = "constant"
-    config.head_lr_multiplier = 5.0
     config.init_from = default.PRETRAINED_BACKBONE
     return config

@@ -1,10 +1,9 @@
 """Host memory allocation settings for XLA:CPU (and PyTorch) in a training or evaluation process.
 
 XLA:CPU allocates the temporary buffer of every compiled call (all activations of a training
-step: 2.6 GB at 224x224, batch 16) with ``malloc`` from a worker thread. glibc serves such a
+step, gigabytes at 224x224) with ``malloc`` from a worker thread. By default glibc serves such a
 block from a fresh ``mmap`` and unmaps it on ``free``, so the kernel zero-fills every page of it
-again on the next call: measured here, 199,000 page faults and 0.7 s of system time per training
-step at 64x64, batch 32 (a third of the step's CPU time), and a 224x224 step 1.65x slower.
+again on the next call (the cost: BENCHMARKS.md).
 
 ``retain_freed_host_memory`` makes glibc serve every thread from the main heap
 (``M_ARENA_MAX = 1``), never from ``mmap`` (``M_MMAP_MAX = 0``), and keep freed memory instead

@@ -2,7 +2,7 @@
 
 Both read the ArrayRecord shards ``<data_dir>/<split>.array_record-NNNNN-of-MMMMM`` written with
 ``hpe_jax.data.records`` and yield dicts of numpy arrays, per JAX process, ready for
-``jax.make_array_from_process_local_data``:
+``jax.make_array_from_process_local_data`` (B: the process's batch size, S: ``target_size``):
 
 | key      | dtype   | shape        | meaning                                                  |
 |----------|---------|--------------|----------------------------------------------------------|
@@ -15,34 +15,6 @@ Both read the ArrayRecord shards ``<data_dir>/<split>.array_record-NNNNN-of-MMMM
 With two or more workers the arrays are grain ``SharedMemoryArray`` s (``np.ndarray`` subclasses
 in shared memory, released when the batch is garbage-collected): hand them to JAX and drop them,
 or copy (``np.array``) what must outlive the step.
-
-The pipelines are built with grain's dataset API (``MapDataset`` / ``IterDataset``) rather than
-the legacy ``DataLoader``, which in grain 0.2.18 is itself a wrapper over the same machinery:
-
-- decoding and augmentation stay in the ``MapDataset`` part, so they run in the read thread pool
-  (PIL decoding / resizing releases the GIL) in the main process and in each worker;
-- the per-record generator of ``random_map`` is Philox keyed by ``(seed, stream position)``,
-  where ``DataLoader`` keys it by ``seed + position`` (seeds s and s + 1 overlap);
-- sharding and padding are explicit slices, so evaluation sees every record exactly once
-  (grain 0.2.18's ``DataLoader`` with uneven shards drops records: 5 records on 2 shards
-  give [0, 1] and [3, 4]);
-- the iterator of ``mp_prefetch`` (grain's multiprocess workers) checkpoints and restores
-  exactly, and grain's Orbax handler (``grain.checkpoint.CheckpointSave``) accepts it.
-
-Training stream: the records are shuffled globally with ``seed`` (a new permutation each epoch),
-repeated, augmented with the record's generator of its GLOBAL stream position, and cut into
-per-process batches; global batch ``k`` is the ``shard_count`` consecutive per-process batches
-from ``k * shard_count``, and process ``p`` takes the ``p``-th of them. So the rows of the
-global array that ``jax.make_array_from_process_local_data`` builds are the single-process
-batch, row for row (per-row dropout masks match too). The output depends on ``seed`` and the
-global batch size only, not on the number of processes or ``worker_count`` (workers produce
-whole batches), and is deterministic given them.
-
-grain workers are separate processes started with ``spawn``: the transforms below are
-module-level classes (picklable) and take every setting as an argument, so workers never read
-absl flags. grain itself reads its absl flags when it starts workers: a loader with workers marks
-the flags as parsed (their defaults) when the program has not parsed them (no ``absl.app.run``).
-Scripts that build loaders must guard their entry point with ``if __name__ == "__main__":``.
 """
 
 from __future__ import annotations
@@ -79,6 +51,8 @@ def _labels(angles: np.ndarray, name: str) -> dict[str, np.ndarray]:
 @dataclasses.dataclass(frozen=True)
 class TrainTransform(grain.transforms.RandomMap):
     """Serialised record -> augmented training example (see ``hpe_jax.data.transforms``).
+
+    A module-level class configured by its fields only, so grain's spawned workers unpickle it.
 
     Attributes:
       target_size: output side S, pixels.
@@ -192,6 +166,15 @@ def make_train_loader(
 ) -> grain.IterDataset:
     """The training pipeline of one JAX process; iterate it to get batches (module docstring).
 
+    The records are shuffled globally with ``seed`` (a new permutation each epoch), repeated,
+    each augmented with a generator keyed by ``(seed, its global stream position)``, and cut
+    into per-process batches: global batch ``k`` is the ``shard_count`` consecutive
+    per-process batches from ``k * shard_count``, and this process takes the ``shard_index``-th.
+    So the global array that ``jax.make_array_from_process_local_data`` builds is, row for row,
+    the batch of a single process with the same global batch size: the stream depends only on
+    ``seed`` and the global batch size (not on the number of processes or ``worker_count``;
+    workers produce whole batches) and is deterministic given them.
+
     Args:
       data_dir: folder of the ArrayRecord shards.
       split: split name, the shard file prefix (e.g. ``train``).
@@ -200,7 +183,11 @@ def make_train_loader(
       augment: probability in [0, 1] of augmenting a record.
       flip: whether horizontal flips are among the augmentations.
       seed: shuffle and augmentation seed, in [0, 2**32).
-      worker_count: grain worker processes (0: everything in this process).
+      worker_count: grain worker processes (0: everything in this process). Workers are
+        started with ``spawn``: a script that builds a loader with workers must guard its entry
+        point with ``if __name__ == "__main__":``. grain reads its absl flags when it starts
+        workers, so when the program has not parsed them (no ``absl.app.run``) they are marked
+        as parsed, with their defaults.
       num_threads: threads per process reading, decoding and augmenting records.
       num_epochs: passes over the data, None for an endless stream. With a finite count the
         batches are cut to a multiple of ``shard_count`` so every process gets as many.
@@ -258,7 +245,8 @@ def make_eval_loader(
         to the square ``input_size``, centre crop ``target_size``).
       target_size: image side S, pixels.
       input_size: ``biwi`` resize size; default ``target_size`` (resize only).
-      worker_count: grain worker processes (0: everything in this process).
+      worker_count: grain worker processes (0: everything in this process); see
+        ``make_train_loader``.
       num_threads: threads per process reading and decoding records.
       shard_index, shard_count: this process's share; default ``jax.process_index()`` and
         ``jax.process_count()``.
