@@ -53,7 +53,8 @@ def torch_forward_flops(size: int, variant: str) -> float:
     """Convolution and matmul FLOPs of one image through the PyTorch network (eval)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
-    from torch_reference import build_reference_model
+
+    from hpe_jax.testing.torch_reference import build_reference_model
 
     model = build_reference_model(variant).eval()
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:

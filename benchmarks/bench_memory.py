@@ -84,7 +84,12 @@ def _jax_child(mode: str, size: int, batch: int, dtype: str, variant: str) -> tu
 
 def _torch_child(mode: str, size: int, batch: int, variant: str) -> tuple:
     import torch
-    from torch_reference import build_reference_model, make_torch_optimizer, torch_train_step
+
+    from hpe_jax.testing.torch_reference import (
+        build_reference_model,
+        make_torch_optimizer,
+        torch_train_step,
+    )
 
     data = harness.synthetic_batch(batch, size)
     torch.manual_seed(0)

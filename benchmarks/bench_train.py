@@ -59,9 +59,9 @@ def setup(variant: str, size: int, batch: int, dtype: str) -> tuple:
     lowered JAX step (its ``.compile()`` shares the executable with ``jax_step``)."""
     import jax
     import torch
-    from torch_reference import make_torch_optimizer, torch_train_step
 
     from configs.default import get_config
+    from hpe_jax.testing.torch_reference import make_torch_optimizer, torch_train_step
 
     config = get_config()
     config.model.variant = variant

@@ -37,9 +37,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
-for _path in (REPO, REPO / "tests"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+if str(REPO) not in sys.path:  # configs/ is a folder at the repo root, not a package
+    sys.path.insert(0, str(REPO))
 
 
 def default_threads() -> int:
@@ -175,10 +174,10 @@ def reference_pair(variant: str = "s", seed: int = 0, **config_overrides: Any):
     JAX model's config (e.g. ``dtype='bfloat16'``).
     """
     import torch
-    from torch_reference import build_reference_model
 
     from hpe_jax.convert_torch import load_torch_state_dict
     from hpe_jax.models import init_model
+    from hpe_jax.testing.torch_reference import build_reference_model
 
     torch.manual_seed(seed)
     torch_model = build_reference_model(variant)

@@ -22,7 +22,6 @@ import pytest
 import torch
 from flax import nnx
 from scipy.spatial.transform import Rotation
-from torch_reference import build_reference_model, decode_angles
 
 import hpe_jax
 from data_prep.convert import convert
@@ -30,6 +29,7 @@ from data_prep.synthetic import generate
 from hpe_jax.checkpoint import save_model
 from hpe_jax.data.pipeline import EVAL_MODES, make_eval_loader
 from hpe_jax.evaluate import METRIC_NAMES, list_checkpoints
+from hpe_jax.testing.torch_reference import build_reference_model, decode_angles
 from hpe_jax.train_state import predict_angles
 
 ROOT = Path(__file__).resolve().parents[1]

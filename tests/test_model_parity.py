@@ -1,7 +1,7 @@
 """Exact parity of the NNX network with an independent PyTorch definition of the original.
 
-The torch reference (tests/torch_reference.py) is written from MODEL.md; its state_dict matches the
-reference .tsv. Its random weights go through the real converter CLI and ``load_model``.
+The torch reference (hpe_jax.testing.torch_reference) is written from MODEL.md; its state_dict
+matches the reference .tsv. Its random weights go through the real converter CLI and ``load_model``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import pytest
 import torch
 from conftest import SHARED_DIR
 from flax import nnx
-from torch_reference import build_reference_model, original_init_, randomize_bn_stats_
-from torch_reference import pose_loss as reference_pose_loss
 
 import hpe_jax
 from hpe_jax.checkpoint import MODEL_VARIABLES
@@ -24,6 +22,12 @@ from hpe_jax.compiler_options import compiler_options
 from hpe_jax.convert_torch import load_torch_state_dict, main, torch_entries
 from hpe_jax.models import HPENet, get_config
 from hpe_jax.pose import encode_bins, pose_loss
+from hpe_jax.testing.torch_reference import (
+    build_reference_model,
+    original_init_,
+    randomize_bn_stats_,
+)
+from hpe_jax.testing.torch_reference import pose_loss as reference_pose_loss
 
 ATOL_LOGITS = 1e-4
 ATOL_DEGREES = 1e-3

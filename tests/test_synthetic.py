@@ -10,9 +10,10 @@ import scipy.io
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from data_prep import read_records, synthetic
+from data_prep import read_records, synthetic, synthetic_heads
 from data_prep.convert import convert
-from data_prep.synthetic import dad_matrices, generate, render_head
+from data_prep.synthetic import dad_matrices, generate
+from data_prep.synthetic_heads import render_head
 from hpe_jax.pose import geodesic, rotation_from_euler
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -327,13 +328,15 @@ def test_pose_is_visible_not_mirror_ambiguous():
     assert plus.points[30, 0] < 64 < minus.points[30, 0]
     # The head itself is asymmetric: on a plain background, the mirror of the +40 view is not
     # the -40 view (a symmetric head would make them identical).
-    head = synthetic._sample_head(np.random.default_rng(3))
+    head = synthetic_heads._sample_head(np.random.default_rng(3))
     plain = np.full((128, 128, 3), 0.5, np.float32)
     views = []
     for yaw in (40.0, -40.0):
-        view = synthetic._View(rotation_from_euler(np.array([yaw, 10.0, 0.0])).T, 38.4, 64, 64, 128)
+        view = synthetic_heads._View(
+            rotation_from_euler(np.array([yaw, 10.0, 0.0])).T, 38.4, 64, 64, 128
+        )
         views.append(
-            synthetic._render_parts(head.parts, view, np.array([0, 0, 1.0]), 0.4, plain)[0]
+            synthetic_heads._render_parts(head.parts, view, np.array([0, 0, 1.0]), 0.4, plain)[0]
         )
     mirror_diff = np.abs(views[0][:, ::-1] - views[1]).max(-1)
     assert (mirror_diff > 0.15).mean() > 0.01

@@ -1,4 +1,5 @@
-"""Tests of the PyTorch parity reference (tests/torch_reference.py) vs the original checkpoints."""
+"""Tests of the PyTorch parity reference (hpe_jax.testing.torch_reference) vs the original
+checkpoints."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from torch_reference import (  # noqa: E402
+from hpe_jax.testing.torch_reference import (  # noqa: E402
     VARIANTS,
     build_reference_model,
     decode_angles,

@@ -132,7 +132,11 @@ def _torch_checkpoint(path: Path) -> dict:
     """Writes a checkpoint of the original's format (``{'epoch', 'model'}``) of a randomly
     initialised reference network with non-trivial BN statistics; returns its state_dict."""
     torch = pytest.importorskip("torch")
-    from torch_reference import build_reference_model, original_init_, randomize_bn_stats_
+    from hpe_jax.testing.torch_reference import (
+        build_reference_model,
+        original_init_,
+        randomize_bn_stats_,
+    )
 
     generator = torch.Generator().manual_seed(0)
     network = randomize_bn_stats_(original_init_(build_reference_model("s"), generator), generator)
