@@ -1,15 +1,15 @@
 """Training-step throughput: the jitted JAX train step against the original's PyTorch step.
 
-JAX: ``hpe_jax.train_state.train_step`` jitted as ``hpe_jax.train.Trainer`` jits it (mesh over
-the devices, state replicated and donated, batch sharded), AdamW of ``make_optimizer``, compute
-dtype ``config.model.dtype`` (float32 and bfloat16; parameters stay float32). PyTorch:
-``tests/torch_reference.py`` ``torch_train_step`` (train mode, AdamW with 5x heads, same loss),
-float32. Same weights in both, same synthetic batch, same thread count. For every (size, batch,
-dtype) the JAX step and the PyTorch step run alternately, ``--repeats`` rounds after one warm-up
-step each, each framework in a worker process of its own (``harness.alternate_in_processes``:
-in one process PyTorch's allocations push XLA's temporary buffer onto fresh pages;
-``--same-process`` measures that way); images/s from the median step time. Prints a table and
-appends one JSON line to ``benchmarks/results/train.jsonl``.
+JAX: ``hpe_jax.train_state.train_step`` jitted as ``hpe_jax.train.Trainer`` jits it (mesh over the
+devices, state replicated and donated, batch sharded), AdamW of ``make_optimizer``, compute dtype
+``config.model.dtype`` (float32 and bfloat16; parameters stay float32). PyTorch:
+``torch_train_step`` of ``hpe_jax/testing/torch_reference.py`` (train mode, AdamW with 5x heads,
+same loss), float32. Same weights in both, same synthetic batch, same thread count. For every (size,
+batch, dtype) the JAX step and the PyTorch step run alternately, ``--repeats`` rounds after one
+warm-up step each, each framework in a worker process of its own
+(``harness.alternate_in_processes``: in one process PyTorch's allocations push XLA's temporary
+buffer onto fresh pages; ``--same-process`` measures that way); images/s from the median step time.
+Prints a table and appends one JSON line to ``benchmarks/results/train.jsonl``.
 
     python benchmarks/bench_train.py [--sizes 224 128] [--batch 16] [--dtypes float32] \\
         [--repeats 3] [--threads N] [--same-process]

@@ -167,8 +167,8 @@ def load() -> list[float]:
 
 
 def reference_pair(variant: str = "s", seed: int = 0, **config_overrides: Any):
-    """The original network in PyTorch (``tests/torch_reference.py``, torch default init with
-    ``seed``) and the JAX network with the SAME weights (``load_torch_state_dict``).
+    """The original network in PyTorch (``hpe_jax/testing/torch_reference.py``, torch default
+    init with ``seed``) and the JAX network with the SAME weights (``load_torch_state_dict``).
 
     Returns ``(torch_model, jax_model)``, both in training mode. ``config_overrides`` go to the
     JAX model's config (e.g. ``dtype='bfloat16'``).
