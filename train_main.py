@@ -9,13 +9,11 @@ converted under ``<workdir>/data`` first, and the run ends with an evaluation ta
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from hpe_jax.host_memory import retain_freed_host_memory
+from hpe_jax.process import start_process
 from hpe_jax.train import train_and_evaluate
 
 FLAGS = flags.FLAGS
@@ -28,26 +26,13 @@ def main(argv: list[str]) -> None:
     del argv
     retain_freed_host_memory()  # before the first computation: hpe_jax/host_memory.py
     logging.set_verbosity(logging.WARNING)  # orbax and grain log every operation at INFO
-    config = FLAGS.config
-    workdir = Path(FLAGS.workdir)
-    if config.distributed.enabled:
-        kwargs = {}
-        if config.distributed.coordinator_address:
-            kwargs = dict(
-                coordinator_address=config.distributed.coordinator_address,
-                num_processes=config.distributed.num_processes,
-                process_id=config.distributed.process_id,
-            )
-        jax.distributed.initialize(**kwargs)
-    if config.data.synthetic is not None:
-        from hpe_jax.synthetic_run import prepare_data, report
+    start_process(FLAGS.config.distributed)
+    if FLAGS.config.data.synthetic is not None:
+        from data_prep.synthetic_job import run_synthetic_job
 
-        with config.unlocked():
-            prepare_data(config, workdir)
-        train_and_evaluate(config, workdir)
-        report(config, workdir)
-        return
-    train_and_evaluate(config, workdir)
+        run_synthetic_job(FLAGS.config, FLAGS.workdir)
+    else:
+        train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

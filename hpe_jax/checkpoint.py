@@ -1,26 +1,35 @@
-"""Model checkpoints on disk (orbax): one layout for converted and trained models.
+"""Checkpoints on disk (orbax): one layout for converted models and training states.
 
 A checkpoint step directory holds composite items: ``model`` (the network's parameters and BN
 statistics as a nested dict of arrays, the NNX state's pure-dict form) and ``meta`` (JSON: at least
-``variant`` and ``model_config``). Training adds its own items (optimiser state, data iterator)
-beside them; ``load_model`` reads only ``model`` and ``meta``.
+``variant`` and ``model_config``). A resumable training checkpoint adds ``opt_state`` (the
+optimiser state), ``train`` (JSON: ``step``, ``epoch``) and ``data_iter`` (the grain iterator);
+``load_model`` reads only ``model`` and ``meta``.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import grain
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
 from hpe_jax.models import HPENet, get_config
 
+if TYPE_CHECKING:
+    from hpe_jax.train_state import TrainState
+
 MODEL_ITEM = "model"
 META_ITEM = "meta"
+OPT_ITEM = "opt_state"
+TRAIN_ITEM = "train"
+DATA_ITEM = "data_iter"
 _STEP_DIR = re.compile(r"^\d+$")
 # The variables a model checkpoint holds (a tuple filter: either kind).
 MODEL_VARIABLES = (nnx.Param, nnx.BatchStat)
@@ -31,6 +40,10 @@ def model_state(model: nnx.Module) -> dict[str, Any]:
     return nnx.to_pure_dict(nnx.state(model, MODEL_VARIABLES))
 
 
+def _model_meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    return {"variant": config.variant, "model_config": config.to_dict()}
+
+
 def save_model(
     directory: str | Path,
     model: HPENet,
@@ -39,7 +52,7 @@ def save_model(
 ) -> Path:
     """Writes ``model`` (with its model config) as a checkpoint step directory at ``directory``."""
     directory = Path(directory).absolute()
-    meta = {"variant": config.variant, "model_config": config.to_dict(), **(extra_meta or {})}
+    meta = {**_model_meta(config), **(extra_meta or {})}
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
         ckptr.save(
             directory,
@@ -124,3 +137,91 @@ def load_model(path: str | Path, variant: str | None = None) -> HPENet:
     restore_model_state(path, model)
     model.eval()
     return model
+
+
+def make_manager(directory: str | Path, max_to_keep: int) -> ocp.CheckpointManager:
+    """A checkpoint manager of numbered step directories under ``directory`` (created), keeping
+    the newest ``max_to_keep``."""
+    return ocp.CheckpointManager(
+        Path(directory).absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+    )
+
+
+def _state_model_item(state: TrainState) -> dict[str, Any]:
+    return nnx.to_pure_dict(nnx.merge_state(state.params, state.batch_stats))
+
+
+def save_train_state(
+    manager: ocp.CheckpointManager,
+    state: TrainState,
+    model_config: ml_collections.ConfigDict,
+    *,
+    extra_meta: dict[str, Any] | None = None,
+    epoch: int | None = None,
+    iterator: grain.DatasetIterator | None = None,
+) -> None:
+    """Saves ``state`` as step ``state.step`` of ``manager`` (asynchronously: the arrays are
+    copied before this returns).
+
+    Always written: the ``model`` item (its parameters and BN statistics, what ``load_model``
+    reads) and ``meta`` (variant, ``model_config`` and ``extra_meta``). With ``iterator`` (and
+    ``epoch``, the count of finished epochs) the checkpoint is resumable: the optimiser state, the
+    step and epoch, and the data iterator's position are added.
+    """
+    step = int(state.step)
+    items = {
+        MODEL_ITEM: ocp.args.StandardSave(_state_model_item(state)),
+        META_ITEM: ocp.args.JsonSave({**_model_meta(model_config), **(extra_meta or {})}),
+    }
+    if iterator is not None:
+        items[OPT_ITEM] = ocp.args.StandardSave(state.opt_state)
+        items[TRAIN_ITEM] = ocp.args.JsonSave({"step": step, "epoch": epoch})
+        items[DATA_ITEM] = grain.checkpoint.CheckpointSave(iterator)
+    manager.save(step, args=ocp.args.Composite(**items))
+
+
+def restore_train_state(
+    manager: ocp.CheckpointManager, state: TrainState, iterator: grain.DatasetIterator
+) -> tuple[TrainState, int]:
+    """Resumes from the newest step of ``manager``: returns the restored training state and the
+    count of finished epochs, and moves ``iterator`` to the saved position. The arrays are read
+    straight onto the shardings of ``state`` (the fresh state of this run, also the template of
+    shapes and dtypes). Without a checkpoint: ``(state, 0)``, the iterator untouched.
+
+    The step's dropout key is derived from ``state.rng`` (the run's seed), so it is not stored.
+    Raises ValueError when the checkpoint does not fit this run's network or optimiser.
+    """
+    step = manager.latest_step()
+    if step is None:
+        return state, 0
+    abstract = jax.tree.map(
+        ocp.utils.to_shape_dtype_struct,
+        {MODEL_ITEM: _state_model_item(state), OPT_ITEM: state.opt_state},
+    )
+    try:
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                **{
+                    MODEL_ITEM: ocp.args.StandardRestore(abstract[MODEL_ITEM]),
+                    OPT_ITEM: ocp.args.StandardRestore(abstract[OPT_ITEM]),
+                    TRAIN_ITEM: ocp.args.JsonRestore(),
+                    DATA_ITEM: grain.checkpoint.CheckpointRestore(iterator),
+                }
+            ),
+        )
+    except (ValueError, KeyError) as err:
+        raise ValueError(
+            f"checkpoint {manager.directory / str(step)} does not fit this run: {err}"
+        ) from err
+    model = nnx.merge_state(state.params, state.batch_stats)
+    nnx.replace_by_pure_dict(model, restored[MODEL_ITEM])
+    params, batch_stats = nnx.split_state(model, nnx.Param, nnx.BatchStat)
+    restored_state = state.replace(
+        step=jax.device_put(np.int32(step), state.step.sharding),
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=restored[OPT_ITEM],
+    )
+    return restored_state, int(restored[TRAIN_ITEM]["epoch"])

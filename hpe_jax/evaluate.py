@@ -1,14 +1,19 @@
-"""Evaluation: angle errors of a network over an evaluation loader, and their report."""
+"""Evaluation: angle errors of a network over an evaluation loader, the checkpoint sweep of
+``eval_main.py`` and its report."""
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+import pickle
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
+import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
@@ -23,6 +28,11 @@ METRIC_NAMES = ("yaw", "pitch", "roll", "mean_mae", "maev", "geodesic")
 TORCH_SUFFIXES = (".pkl", ".pth", ".pt")
 # Where a training workdir keeps its checkpoints (hpe_jax.train): every saved step, the best one.
 WORKDIR_SUBDIRS = ("checkpoints", "best")
+# Errors of unusable inputs (files, their contents, wrong variant): reported in one message.
+LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError)
+MAX_MESSAGE_LINES = 12
+# Datasets whose records are face crops without a face box (val_mode 'biwi' only).
+BOXLESS_DATASETS = ("biwi",)
 
 
 def evaluate_batches(
@@ -178,33 +188,139 @@ def make_predictor(model: HPENet) -> Callable[[np.ndarray], np.ndarray]:
     return lambda images: np.asarray(predict(params, batch_stats, rest, images, graphdef=graphdef))
 
 
-def evaluate_checkpoint(
-    path: str | Path,
-    data_dir: str | Path,
-    split: str,
-    *,
-    mode: str,
-    image_size: int,
-    input_size: int | None = None,
-    batch_size: int = 64,
-    variant: str | None = None,
-    progress: bool = True,
+class EvalError(Exception):
+    """An unusable checkpoint, data folder or config; the message names the path and problem."""
+
+
+def short_message(err: BaseException) -> str:
+    """The message of ``err``, cut to ``MAX_MESSAGE_LINES`` lines."""
+    lines = str(err).splitlines() or [type(err).__name__]
+    if len(lines) > MAX_MESSAGE_LINES:
+        more = len(lines) - MAX_MESSAGE_LINES
+        lines = [*lines[:MAX_MESSAGE_LINES], f"  ... ({more} more lines)"]
+    return "\n".join(lines)
+
+
+def report_path(checkpoint: str | Path, dataset: str, split: str) -> Path:
+    """Default JSON report path: ``eval_<dataset>_<split>.json`` inside a checkpoint directory,
+    ``<stem>_eval_<dataset>_<split>.json`` beside a checkpoint file."""
+    checkpoint = Path(checkpoint).absolute()
+    name = f"eval_{dataset}_{split}.json"
+    if checkpoint.is_file():
+        return checkpoint.with_name(f"{checkpoint.stem}_{name}")
+    return checkpoint / name
+
+
+def check_eval_data(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The metadata of the evaluation split of ``config.data``; EvalError when it cannot be
+    evaluated as configured."""
+    from hpe_jax.data.layout import read_metadata
+    from hpe_jax.data.pipeline import EVAL_MODES
+
+    data = config.data
+    if not data.val_dir:
+        raise EvalError(
+            "no evaluation data: set --config.data.val_dir to a folder of converted shards "
+            "(python -m data_prep)"
+        )
+    if data.val_mode not in EVAL_MODES:
+        raise EvalError(f"config.data.val_mode must be one of {EVAL_MODES}, got {data.val_mode!r}")
+    try:
+        meta = read_metadata(data.val_dir, data.val_split)
+    except (OSError, ValueError) as err:
+        raise EvalError(f"evaluation data: {short_message(err)}") from err
+    dataset = meta.get("dataset")
+    if data.val_mode == "aflw2000" and dataset in BOXLESS_DATASETS:
+        raise EvalError(
+            f"{data.val_dir}: {dataset} records are face crops without a face box; evaluate them "
+            "with val_mode 'biwi' (configs/eval_biwi.py)"
+        )
+    return meta
+
+
+def evaluate_network(
+    model: HPENet, config: ml_collections.ConfigDict, *, total: int | None = None
 ) -> dict[str, float]:
-    """Loads the network at ``path`` (orbax checkpoint step dir, a directory of steps (newest),
-    or an original PyTorch checkpoint file) and evaluates it on the ``split`` shards of
-    ``data_dir`` with the evaluation transforms of ``mode`` ('aflw2000' or 'biwi')."""
+    """``evaluate_batches`` of ``model`` (inference mode) over the validation split of
+    ``config.data`` (``val_dir``, ``val_split``, ``val_mode``, ``image_size``,
+    ``val_input_size``), in batches of ``config.eval_batch_size``, on this process alone."""
     from hpe_jax.data.pipeline import make_eval_loader
 
-    model = load_network(path, variant)
+    data = config.data
     loader = make_eval_loader(
-        data_dir,
-        split,
-        batch_size=batch_size,
-        mode=mode,
-        target_size=image_size,
-        input_size=input_size,
+        data.val_dir,
+        data.val_split,
+        batch_size=config.eval_batch_size,
+        mode=data.val_mode,
+        target_size=data.image_size,
+        input_size=data.val_input_size,
         worker_count=0,
+        num_threads=data.num_threads,
         shard_index=0,
         shard_count=1,
     )
-    return evaluate_batches(make_predictor(model), loader, progress=progress)
+    return evaluate_batches(make_predictor(model), loader, total=total, progress=config.progress)
+
+
+def _load_for_eval(path: Path, variant: str) -> HPENet:
+    try:
+        return load_network(path, variant)
+    except LOAD_ERRORS as err:
+        message = short_message(err)
+        if "variant" in message:
+            message += "\n(the variant is set with --config.model.variant=s|m|l)"
+        raise EvalError(f"cannot evaluate checkpoint {path}:\n  {message}") from err
+
+
+def evaluate_and_report(
+    config: ml_collections.ConfigDict, checkpoint: str | Path, output: str | Path | None = None
+) -> dict[str, Any]:
+    """Evaluates every checkpoint at ``checkpoint`` (``list_checkpoints``) on the validation split
+    of ``config``, prints the table (and the best checkpoint of several), writes the JSON report
+    (to ``output``, default ``report_path``) and returns it.
+
+    The report: ``data_dir``, ``split``, ``dataset``, ``val_mode``, ``image_size``,
+    ``input_size``, ``variant``, ``checkpoints`` ({name: {yaw, pitch, roll, mean_mae, maev,
+    geodesic (degrees), num_images, path}}, in evaluation order) and ``best`` (the name with the
+    lowest ``mean_mae``).
+
+    Raises:
+      EvalError: missing or unusable checkpoint or data, or a checkpoint of another variant.
+    """
+    data = config.data
+    meta = check_eval_data(config)
+    try:
+        found = list_checkpoints(checkpoint)
+    except (OSError, ValueError) as err:
+        raise EvalError(short_message(err)) from err
+    num_batches = math.ceil(int(meta["num_records"]) / config.eval_batch_size)
+    results: dict[str, dict[str, Any]] = {}
+    for index, (name, path) in enumerate(found):
+        if config.progress:
+            print(f"[{index + 1}/{len(found)}] {path}", file=sys.stderr)
+        model = _load_for_eval(path, config.model.variant)
+        metrics = evaluate_network(model, config, total=num_batches)
+        results[name] = {**metrics, "path": str(path)}
+    best = min(results, key=lambda n: results[n]["mean_mae"])
+    dataset = str(meta.get("dataset") or "data")
+    report = {
+        "data_dir": str(Path(data.val_dir).absolute()),
+        "split": data.val_split,
+        "dataset": dataset,
+        "val_mode": data.val_mode,
+        "image_size": data.image_size,
+        "input_size": data.val_input_size if data.val_mode == "biwi" else None,
+        "variant": config.model.variant,
+        "checkpoints": results,
+        "best": best,
+    }
+    print(format_table(results))
+    if len(results) > 1:
+        print(f"best: {best} (mean MAE {results[best]['mean_mae']:.3f} deg)")
+    out = Path(output) if output else report_path(checkpoint, dataset, data.val_split)
+    try:
+        write_report(out, report)
+    except OSError as err:
+        raise EvalError(f"cannot write the report {out}: {err}") from err
+    print(f"wrote {out}")
+    return report

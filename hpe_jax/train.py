@@ -10,11 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grain
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -35,8 +33,6 @@ from hpe_jax.train_state import (
     split_model,
     train_step,
 )
-
-TRAIN_ITEM, OPT_ITEM, DATA_ITEM = "train", "opt_state", "data_iter"
 
 
 class StopRequested:
@@ -136,23 +132,14 @@ class Trainer:
             out_shardings=self.batch_sharding,
             compiler_options=compiler_options(),
         )
-        self.manager = ocp.CheckpointManager(
-            (workdir / "checkpoints").absolute(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True),
-        )
-        self.best_manager = ocp.CheckpointManager(
-            (workdir / "best").absolute(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
-        )
+        self.manager = checkpoint.make_manager(workdir / "checkpoints", config.keep_checkpoints)
+        self.best_manager = checkpoint.make_manager(workdir / "best", 1)
 
     def global_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         return {
             k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(v))
             for k, v in batch.items()
         }
-
-    def model_view(self) -> HPENet:
-        return nnx.merge(self.eval_def, self.state.params, self.state.batch_stats, self.rest)
 
     def check_finite(self) -> None:
         """Raises FloatingPointError if a loss was NaN/Inf, naming the step as the logs and
@@ -166,38 +153,6 @@ class Trainer:
                 " is intact"
             )
 
-    def save(self, epoch: int, iterator: grain.DatasetIterator) -> None:
-        self.check_finite()
-        step = int(self.state.step)
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                **{
-                    checkpoint.MODEL_ITEM: ocp.args.StandardSave(
-                        checkpoint.model_state(self.model_view())
-                    ),
-                    checkpoint.META_ITEM: ocp.args.JsonSave(self._meta()),
-                    OPT_ITEM: ocp.args.StandardSave(self.state.opt_state),
-                    TRAIN_ITEM: ocp.args.JsonSave({"step": step, "epoch": epoch}),
-                    DATA_ITEM: grain.checkpoint.CheckpointSave(iterator),
-                }
-            ),
-        )
-
-    def save_best(self, metrics: dict[str, Any]) -> None:
-        step = int(self.state.step)
-        self.best_manager.save(
-            step,
-            args=ocp.args.Composite(
-                **{
-                    checkpoint.MODEL_ITEM: ocp.args.StandardSave(
-                        checkpoint.model_state(self.model_view())
-                    ),
-                    checkpoint.META_ITEM: ocp.args.JsonSave({**self._meta(), "val": metrics}),
-                }
-            ),
-        )
-
     def best_mean_mae(self) -> float:
         """Validation mean MAE (degrees) of the workdir's best checkpoint; inf when none."""
         step = self.best_manager.latest_step()
@@ -205,39 +160,6 @@ class Trainer:
             return float("inf")
         meta = checkpoint.read_meta(self.best_manager.directory / str(step))
         return float(meta["val"]["mean_mae"])
-
-    def _meta(self) -> dict[str, Any]:
-        return {"variant": self.config.model.variant, "model_config": self.config.model.to_dict()}
-
-    def restore_latest(self, iterator: grain.DatasetIterator) -> int:
-        """Resumes from the newest checkpoint of the workdir; returns its epoch (0 when none)."""
-        step = self.manager.latest_step()
-        if step is None:
-            return 0
-        model = self.model_view()
-        checkpoint.restore_model_state(self.manager.directory / str(step), model)
-        abstract_opt = jax.tree.map(ocp.utils.to_shape_dtype_struct, self.state.opt_state)
-        restored = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                **{
-                    OPT_ITEM: ocp.args.StandardRestore(abstract_opt),
-                    TRAIN_ITEM: ocp.args.JsonRestore(),
-                    DATA_ITEM: grain.checkpoint.CheckpointRestore(iterator),
-                }
-            ),
-        )
-        _, params, batch_stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-        self.state = jax.device_put(
-            self.state.replace(
-                step=np.int32(step),
-                params=params,
-                batch_stats=batch_stats,
-                opt_state=restored[OPT_ITEM],
-            ),
-            self.replicated,
-        )
-        return int(restored[TRAIN_ITEM]["epoch"])
 
     def validate(self) -> dict[str, Any]:
         data = self.config.data
@@ -284,7 +206,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         num_threads=data.num_threads,
     )
     iterator = iter(loader)
-    epoch = trainer.restore_latest(iterator)
+    trainer.state, epoch = checkpoint.restore_train_state(trainer.manager, trainer.state, iterator)
     step = int(trainer.state.step)
     if step:
         logging.info("resumed from step %d (epoch %d)", step, epoch)
@@ -297,6 +219,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         disable=not config.progress or jax.process_index() != 0,
         desc="train",
     )
+
+    def save(epoch: int) -> None:
+        trainer.check_finite()
+        checkpoint.save_train_state(
+            trainer.manager, trainer.state, config.model, epoch=epoch, iterator=iterator
+        )
+
     window_start, window_steps = time.perf_counter(), 0
     while step < total_steps and not stop:
         batch = trainer.global_batch(next(iterator))
@@ -324,15 +253,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 writer.write("val", step, {**val_metrics, "epoch": epoch})
                 if val_metrics["mean_mae"] < best:
                     best = val_metrics["mean_mae"]
-                    trainer.save_best(val_metrics)
-            trainer.save(epoch, iterator)
+                    checkpoint.save_train_state(
+                        trainer.best_manager,
+                        trainer.state,
+                        config.model,
+                        extra_meta={"val": val_metrics},
+                    )
+            save(epoch)
         elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
-            trainer.save(epoch, iterator)
+            save(epoch)
     bar.close()
     if stop:
         logging.warning("signal %s received: saving step %d and stopping", stop.signal, step)
     if stop or (step == total_steps and trainer.manager.latest_step() != step):
-        trainer.save(epoch, iterator)
+        save(epoch)
     trainer.manager.wait_until_finished()
     trainer.best_manager.wait_until_finished()
     trainer.check_finite()

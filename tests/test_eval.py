@@ -1,7 +1,7 @@
-"""eval_main on tiny synthetic AFLW2000 / BIWI shards (64 px): a step directory (checked against
-a direct computation), a workdir sweep, an original PyTorch checkpoint (checked against the torch
-network), the command line, clear errors; checkpoint discovery; every config in configs/ loads,
-and the recipes hold the original's settings.
+"""Evaluation (hpe_jax.evaluate, eval_main.py) on tiny synthetic AFLW2000 / BIWI shards (64 px):
+a step directory (checked against a direct computation), a workdir sweep, an original PyTorch
+checkpoint (checked against the torch network), the command line, clear errors; checkpoint
+discovery; every config in configs/ loads, and the recipes hold the original's settings.
 
 In-process evaluations share one compiled forward (same network structure and batch shape).
 """
@@ -26,6 +26,7 @@ from scipy.spatial.transform import Rotation
 import hpe_jax
 from data_prep.convert import convert
 from data_prep.synthetic import generate
+from hpe_jax import evaluate
 from hpe_jax.checkpoint import save_model
 from hpe_jax.data.pipeline import EVAL_MODES, make_eval_loader
 from hpe_jax.evaluate import METRIC_NAMES, list_checkpoints
@@ -41,7 +42,7 @@ REPORT = "eval_aflw2000_test.json"
 
 
 def _root_module(name: str):
-    """A module at the repository root (eval_main, configs.*), which is not an installed package."""
+    """A module at the repository root (configs.*), which is not an installed package."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     return importlib.import_module(name)
@@ -151,10 +152,9 @@ def _direct_metrics(step_dir: Path, config: ml_collections.ConfigDict) -> dict[s
 
 def test_step_dir_matches_a_direct_computation(aflw, workdir, capsys):
     shards, kept = aflw
-    eval_main = _root_module("eval_main")
     config = _eval_config(shards)
     step = workdir / "checkpoints" / "1"
-    report = eval_main.run(config, step)
+    report = evaluate.evaluate_and_report(config, step)
     printed = capsys.readouterr().out
 
     assert list(report["checkpoints"]) == ["1"]
@@ -171,8 +171,7 @@ def test_step_dir_matches_a_direct_computation(aflw, workdir, capsys):
 
 
 def test_workdir_sweep_evaluates_every_checkpoint_and_names_the_best(aflw, workdir, capsys):
-    eval_main = _root_module("eval_main")
-    report = eval_main.run(_eval_config(aflw[0]), workdir)
+    report = evaluate.evaluate_and_report(_eval_config(aflw[0]), workdir)
     printed = capsys.readouterr().out
 
     rows = report["checkpoints"]
@@ -209,7 +208,7 @@ def test_cli_prints_and_writes_what_run_returns(aflw, workdir, tmp_path):
     report = json.loads((tmp_path / "cli.json").read_text())
     _check_printed_equals_json(proc.stdout, report)
 
-    here = _root_module("eval_main").run(_eval_config(aflw[0]), step, tmp_path / "here.json")
+    here = evaluate.evaluate_and_report(_eval_config(aflw[0]), step, tmp_path / "here.json")
     assert report.keys() == here.keys()
     for name in METRIC_NAMES:
         assert report["checkpoints"]["1"][name] == pytest.approx(
@@ -219,9 +218,8 @@ def test_cli_prints_and_writes_what_run_returns(aflw, workdir, tmp_path):
 
 def test_torch_checkpoint_matches_the_torch_network(aflw, torch_file, capsys):
     shards, kept = aflw
-    eval_main = _root_module("eval_main")
     config = _eval_config(shards)
-    report = eval_main.run(config, torch_file)
+    report = evaluate.evaluate_and_report(config, torch_file)
     printed = capsys.readouterr().out
     assert json.loads((torch_file.parent / f"7_{REPORT}").read_text()) == report
     assert list(report["checkpoints"]) == ["7.pkl"]
@@ -248,40 +246,38 @@ def test_torch_checkpoint_matches_the_torch_network(aflw, torch_file, capsys):
 def test_biwi_mode_and_report_path(tmp_path, workdir):
     generate("biwi", 5, tmp_path / "raw", seed=5, image_size=72)
     convert("biwi", tmp_path / "raw", tmp_path / "shards", split="test", progress=False)
-    eval_main = _root_module("eval_main")
     config = _eval_config(tmp_path / "shards", "eval_biwi")
     config.data.val_input_size = 70  # resize the shorter side to 70, centre crop 64
     out = tmp_path / "biwi.json"
-    report = eval_main.run(config, workdir / "checkpoints" / "1", output=out)
+    report = evaluate.evaluate_and_report(config, workdir / "checkpoints" / "1", output=out)
     assert json.loads(out.read_text()) == report
     assert (report["dataset"], report["val_mode"], report["input_size"]) == ("biwi", "biwi", 70)
     assert report["checkpoints"]["1"]["num_images"] == 5
 
     config.data.val_mode = "aflw2000"
-    with pytest.raises(eval_main.EvalError, match="without a face box"):
-        eval_main.run(config, workdir / "checkpoints" / "1", output=out)
+    with pytest.raises(evaluate.EvalError, match="without a face box"):
+        evaluate.evaluate_and_report(config, workdir / "checkpoints" / "1", output=out)
 
 
 def test_wrong_variant_and_missing_inputs_are_clear_errors(aflw, workdir, torch_file):
-    eval_main = _root_module("eval_main")
     config = _eval_config(aflw[0])
     config.model.variant = "m"
     step = workdir / "checkpoints" / "1"
-    with pytest.raises(eval_main.EvalError, match="holds variant 's', not the requested 'm'") as e:
-        eval_main.run(config, step)
+    with pytest.raises(evaluate.EvalError, match="holds variant 's', not the requested 'm'") as e:
+        evaluate.evaluate_and_report(config, step)
     assert str(step) in str(e.value)
-    with pytest.raises(eval_main.EvalError, match="it is a checkpoint of variant 's'") as e:
-        eval_main.run(config, torch_file)
+    with pytest.raises(evaluate.EvalError, match="it is a checkpoint of variant 's'") as e:
+        evaluate.evaluate_and_report(config, torch_file)
     message = str(e.value)
     assert str(torch_file) in message and "--config.model.variant" in message
-    assert len(message.splitlines()) <= eval_main.MAX_MESSAGE_LINES + 3  # no wall of keys
+    assert len(message.splitlines()) <= evaluate.MAX_MESSAGE_LINES + 3  # no wall of keys
 
     config.model.variant = "s"
-    with pytest.raises(eval_main.EvalError, match="does not exist"):
-        eval_main.run(config, workdir / "nothing_here")
+    with pytest.raises(evaluate.EvalError, match="does not exist"):
+        evaluate.evaluate_and_report(config, workdir / "nothing_here")
     config.data.val_dir = ""
-    with pytest.raises(eval_main.EvalError, match=r"set --config\.data\.val_dir"):
-        eval_main.run(config, step)
+    with pytest.raises(evaluate.EvalError, match=r"set --config\.data\.val_dir"):
+        evaluate.evaluate_and_report(config, step)
 
 
 def test_cli_error_exits_nonzero_with_one_message(aflw, tmp_path):
@@ -334,12 +330,11 @@ def test_list_checkpoints(tmp_path):
 
 
 def test_report_path(tmp_path):
-    eval_main = _root_module("eval_main")
     (tmp_path / "3.pkl").write_bytes(b"")
-    assert eval_main.report_path(tmp_path / "3.pkl", "biwi", "test") == (
+    assert evaluate.report_path(tmp_path / "3.pkl", "biwi", "test") == (
         tmp_path / "3_eval_biwi_test.json"
     )
-    assert eval_main.report_path(tmp_path, "aflw2000", "test") == tmp_path / REPORT
+    assert evaluate.report_path(tmp_path, "aflw2000", "test") == tmp_path / REPORT
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)

@@ -46,7 +46,7 @@ from train_support import (
 )
 
 from hpe_jax import train
-from hpe_jax.checkpoint import MODEL_VARIABLES, load_model, save_model
+from hpe_jax.checkpoint import MODEL_VARIABLES, load_model, save_model, save_train_state
 from hpe_jax.compiler_options import compiler_options, ynnpack_convolutions
 from hpe_jax.convert_torch import torch_entries
 from hpe_jax.data.pipeline import make_train_loader
@@ -151,7 +151,9 @@ def test_transfer_from_torch_checkpoint_starts_from_its_weights(shards, tmp_path
     trainer = Trainer(standard_config(shards.train, init_from=str(path)), tmp_path / "work")
     got = host_state(trainer.state)
     # Every variable, through the converter's layout transforms...
-    model = trainer.model_view()
+    model = nnx.merge(
+        trainer.eval_def, trainer.state.params, trainer.state.batch_stats, trainer.rest
+    )
     entries = torch_entries(model)
     assert len(entries) == len(got)
     for key, variable, transform in entries:
@@ -191,7 +193,12 @@ def test_best_validation_mae_survives_a_restart(shards, tmp_path):
     config = standard_config(shards.train)
     trainer = Trainer(config, tmp_path)
     assert trainer.best_mean_mae() == float("inf")
-    trainer.save_best({"mean_mae": 4.25, "yaw_mae": 3.0})
+    save_train_state(
+        trainer.best_manager,
+        trainer.state,
+        config.model,
+        extra_meta={"val": {"mean_mae": 4.25, "yaw_mae": 3.0}},
+    )
     trainer.best_manager.wait_until_finished()
     assert Trainer(config, tmp_path).best_mean_mae() == 4.25
 

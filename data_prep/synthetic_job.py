@@ -1,22 +1,27 @@
-"""The README's main job on synthetic heads: data preparation before training, and the final
-report (evaluation table and the mean-pose baseline) after it."""
+"""The README's main job on synthetic heads: the data generated and converted under the workdir,
+training, then the evaluation table and the mean-pose baseline.
+
+``train_main.py`` runs it when ``config.data.synthetic`` is set (``configs/synthetic.py``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import ml_collections
 import numpy as np
 
-from hpe_jax.evaluate import evaluate_checkpoint, format_table, write_report
+from data_prep.reader import read_records
+from data_prep.synthetic_shards import prepare_synthetic_shards
+from hpe_jax.evaluate import evaluate_network, format_table, load_network, write_report
 from hpe_jax.pose import mae
+from hpe_jax.train import train_and_evaluate
 
 
 def prepare_data(config: ml_collections.ConfigDict, workdir: Path) -> None:
     """Generates and converts the synthetic sets under ``workdir/data`` (once) and points
     ``config.data.train_dir`` / ``val_dir`` at them."""
-    from data_prep.synthetic_shards import prepare_synthetic_shards
-
     syn = config.data.synthetic
     train_dir, test_dir = prepare_synthetic_shards(
         workdir / "data",
@@ -31,8 +36,6 @@ def prepare_data(config: ml_collections.ConfigDict, workdir: Path) -> None:
 
 
 def _poses(data_dir: str, split: str) -> np.ndarray:
-    from data_prep import read_records
-
     return np.stack([r["pose"] for r in read_records(data_dir, split, with_image=False)])
 
 
@@ -45,21 +48,12 @@ def mean_pose_baseline(config: ml_collections.ConfigDict) -> float:
     return float(mae(np.broadcast_to(mean_pose, test.shape), test).mean())
 
 
-def report(config: ml_collections.ConfigDict, workdir: Path) -> dict[str, float]:
+def report(config: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
     """Evaluates the best checkpoint of the run, prints the table and, last, the line
     ``mean MAE X deg; mean-pose baseline Y deg``; writes ``workdir/eval_synthetic.json``."""
-    data = config.data
     best = workdir / "best"
     path = best if any(best.iterdir()) else workdir / "checkpoints"
-    metrics = evaluate_checkpoint(
-        path,
-        data.val_dir,
-        data.val_split,
-        mode=data.val_mode,
-        image_size=data.image_size,
-        batch_size=config.eval_batch_size,
-        progress=config.progress,
-    )
+    metrics = evaluate_network(load_network(path, config.model.variant), config)
     baseline = mean_pose_baseline(config)
     write_report(
         workdir / "eval_synthetic.json",
@@ -68,3 +62,13 @@ def report(config: ml_collections.ConfigDict, workdir: Path) -> dict[str, float]
     print(format_table({path.name: metrics}))
     print(f"mean MAE {metrics['mean_mae']:.1f} deg; mean-pose baseline {baseline:.1f} deg")
     return metrics
+
+
+def run_synthetic_job(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+    """Prepares the synthetic data under ``workdir/data``, trains with ``config`` and reports
+    (``report``); returns the evaluation metrics of the best checkpoint (degrees)."""
+    workdir = Path(workdir)
+    with config.unlocked():
+        prepare_data(config, workdir)
+    train_and_evaluate(config, workdir)
+    return report(config, workdir)
