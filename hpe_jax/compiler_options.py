@@ -48,12 +48,14 @@ def _cpu_options_accepted() -> bool:
     return True
 
 
-def compiler_options() -> dict[str, str] | None:
-    """``compiler_options`` for ``jax.jit`` of a function that runs the network: on the CPU
-    backend, convolutions on Eigen rather than YNNPACK (see the module docstring); ``None`` (XLA's
-    defaults) on other backends, or where this jaxlib does not know the option (with a
-    ``RuntimeWarning``)."""
-    if jax.default_backend() != "cpu" or not _cpu_options_accepted():
+def compiler_options(platform: str | None = None) -> dict[str, str] | None:
+    """``compiler_options`` for ``jax.jit`` of a function that runs the network, compiled for
+    ``platform`` (the platform of its devices, ``device.platform``; ``None``:
+    ``jax.default_backend()``): for ``"cpu"``, convolutions on Eigen rather than YNNPACK (see the
+    module docstring); ``None`` (XLA's defaults) for other platforms, or where this jaxlib does
+    not know the option (with a ``RuntimeWarning``)."""
+    platform = jax.default_backend() if platform is None else platform
+    if platform != "cpu" or not _cpu_options_accepted():
         return None
     return dict(_CPU_OPTIONS)
 
