@@ -12,6 +12,7 @@ reference); they differ in the operations of the compiled program.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -71,3 +72,12 @@ def resolve_kernels(kernels: str, platform: str | None = None) -> str:
         return kernels
     platform = jax.default_backend() if platform is None else platform
     return "cpu" if platform == "cpu" else "xla"
+
+
+def grouped_convolutions(program_text: str) -> list[int]:
+    """The ``feature_group_count`` of every grouped convolution (count > 1), in program order, in
+    the text of a lowered (StableHLO: ``jax.jit(f).lower(...).as_text()``) or compiled (HLO)
+    program. The ``"xla"`` kernel set's depthwise convs and their input gradients are such
+    convolutions; the ``"cpu"`` set has none."""
+    counts = (int(n) for n in re.findall(r"feature_group_count\s*=\s*(\d+)", program_text))
+    return [n for n in counts if n > 1]
