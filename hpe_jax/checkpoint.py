@@ -21,6 +21,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from hpe_jax.models import HPENet, get_config
+from hpe_jax.models.config import upgrade_model_config
 
 if TYPE_CHECKING:
     from hpe_jax.train_state import TrainState
@@ -116,14 +117,15 @@ def restore_model_state(path: str | Path, model: HPENet) -> None:
     nnx.update(model, state)
 
 
-def load_model(path: str | Path, variant: str | None = None) -> HPENet:
+def load_model(path: str | Path, variant: str | None = None, kernels: str = "auto") -> HPENet:
     """The network stored at ``path`` (a checkpoint step directory, or a directory of numbered
     steps: the newest is used), in inference mode.
 
     The variant and model config come from the checkpoint's ``meta``; a ``variant`` argument that
-    disagrees with it is an error. The returned model maps (N, H, W, 3) float32 ImageNet-normalised
-    RGB to the six logit arrays (yaw_coarse, yaw_shift, pitch_coarse, pitch_shift, roll_coarse,
-    roll_shift).
+    disagrees with it is an error. ``kernels`` ('auto', 'xla' or 'cpu'; 'auto': from
+    ``jax.default_backend()``) picks the kernel set, whatever the stored config says. The
+    returned model maps (N, H, W, 3) float32 ImageNet-normalised RGB to the six logit arrays
+    (yaw_coarse, yaw_shift, pitch_coarse, pitch_shift, roll_coarse, roll_shift).
     """
     meta = read_meta(path)
     stored = meta.get("variant")
@@ -132,7 +134,8 @@ def load_model(path: str | Path, variant: str | None = None) -> HPENet:
             f"checkpoint {path} holds variant {stored!r}, not the requested {variant!r}"
         )
     config = get_config(stored or variant or "s")
-    config.update(meta.get("model_config", {}))
+    config.update(upgrade_model_config(meta.get("model_config", {})))
+    config.kernels = kernels
     model = HPENet(config, rngs=nnx.Rngs(0))
     restore_model_state(path, model)
     model.eval()

@@ -1,10 +1,8 @@
 """XLA compiler options for every jitted function of hpe-jax that runs the network.
 
-On the CPU backend, XLA:CPU (jaxlib 0.10) hands each convolution to YNNPACK by default. YNNPACK
-runs a 3x3 convolution with few output channels on one core, and a kernel-gradient convolution
-3-7x slower than XLA's other convolution path (Eigen), which keeps every core busy: the training
-step at 224x224, batch 16, is 10% faster and inference 23% faster with convolutions left to Eigen
-(``BENCHMARKS.md``). YNNPACK keeps the matmuls and reductions, where it is the faster library.
+On the CPU backend, XLA:CPU (jaxlib 0.10) hands each convolution to YNNPACK by default; these
+options leave convolutions to XLA's Eigen path and keep YNNPACK for matmuls and reductions
+(measured effect: BENCHMARKS.md, "What the CPU-specific code paths are worth").
 """
 
 from __future__ import annotations
@@ -48,12 +46,14 @@ def _cpu_options_accepted() -> bool:
     return True
 
 
-def compiler_options() -> dict[str, str] | None:
-    """``compiler_options`` for ``jax.jit`` of a function that runs the network: on the CPU
-    backend, convolutions on Eigen rather than YNNPACK (see the module docstring); ``None`` (XLA's
-    defaults) on other backends, or where this jaxlib does not know the option (with a
-    ``RuntimeWarning``)."""
-    if jax.default_backend() != "cpu" or not _cpu_options_accepted():
+def compiler_options(platform: str | None = None) -> dict[str, str] | None:
+    """``compiler_options`` for ``jax.jit`` of a function that runs the network, compiled for
+    ``platform`` (the platform of its devices, ``device.platform``; ``None``:
+    ``jax.default_backend()``): for ``"cpu"``, convolutions on Eigen rather than YNNPACK (see the
+    module docstring); ``None`` (XLA's defaults) for other platforms, or where this jaxlib does
+    not know the option (with a ``RuntimeWarning``)."""
+    platform = jax.default_backend() if platform is None else platform
+    if platform != "cpu" or not _cpu_options_accepted():
         return None
     return dict(_CPU_OPTIONS)
 

@@ -106,7 +106,10 @@ class Trainer:
             self.total_steps = min(self.total_steps, config.max_steps)
         self.learning_rate = learning_rate_schedule(config, self.total_steps)
 
-        model = HPENet(config.model, rngs=nnx.Rngs(params=config.seed, dropout=config.seed))
+        platform = self.mesh.devices.flat[0].platform
+        model = HPENet(
+            config.model, rngs=nnx.Rngs(params=config.seed, dropout=config.seed), platform=platform
+        )
         if config.init_from:
             load_initial_weights(model, config.init_from)
         self.tx = make_optimizer(config, self.total_steps)
@@ -124,13 +127,13 @@ class Trainer:
             in_shardings=(self.replicated, self.batch_sharding, self.replicated),
             out_shardings=(self.replicated, self.replicated),
             donate_argnums=0,
-            compiler_options=compiler_options(),
+            compiler_options=compiler_options(platform),
         )
         self.predict_fn = jax.jit(
             functools.partial(predict_angles, graphdef=self.eval_def),
             in_shardings=(self.replicated, self.replicated, self.replicated, self.batch_sharding),
             out_shardings=self.batch_sharding,
-            compiler_options=compiler_options(),
+            compiler_options=compiler_options(platform),
         )
         self.manager = checkpoint.make_manager(workdir / "checkpoints", config.keep_checkpoints)
         self.best_manager = checkpoint.make_manager(workdir / "best", 1)

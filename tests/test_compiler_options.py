@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 from hpe_jax.compiler_options import compiler_options, ynnpack_convolutions
-from hpe_jax.models.layers import conv_nhwc
+from hpe_jax.models.kernels import cpu
 
 
 def _conv_loss(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    y = conv_nhwc(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = cpu.conv_general_dilated(
+        x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     return (y * y).sum()
 
 
@@ -48,6 +50,10 @@ def test_ynnpack_convolutions_reads_the_fusions_of_a_compiled_module():
     assert ynnpack_convolutions(hlo.replace("__ynn_fusion", "__other")) == []
 
 
-def test_other_backends_get_xla_defaults(monkeypatch):
+def test_other_platforms_get_xla_defaults(monkeypatch):
+    for platform in ("gpu", "cuda", "rocm", "tpu"):
+        assert compiler_options(platform) is None
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert compiler_options() is None
+    if compiler_options("cpu") is not None:  # this jaxlib knows the option
+        assert "xla_cpu_experimental_ynn_fusion_type" in compiler_options("cpu")

@@ -1,4 +1,5 @@
-"""The 'shifted_sum' depthwise conv and its hand-written gradient against XLA's grouped conv."""
+"""The 'cpu' kernel set's shifted-sum depthwise conv and its hand-written gradient against the
+'xla' set's grouped conv."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hpe_jax.models.layers import depthwise_conv
+from hpe_jax.models.kernels import cpu, xla
 
 
-def _value_and_grads(impl: str, x: jax.Array, kernel: jax.Array, stride: int, g: jax.Array):
-    y, vjp = jax.vjp(lambda a, k: depthwise_conv(a, k, stride, impl), x, kernel)
+def _value_and_grads(conv, x: jax.Array, kernel: jax.Array, stride: int, g: jax.Array):
+    y, vjp = jax.vjp(lambda a, k: conv(a, k, stride), x, kernel)
     return (y, *vjp(g))
 
 
@@ -29,10 +30,12 @@ def test_shifted_sum_value_and_gradients_match_grouped_conv(shape, kernel_size, 
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal(shape, dtype=np.float32))
     kernel = jnp.asarray(rng.standard_normal((kernel_size, kernel_size, shape[-1]), np.float32))
-    out_shape = depthwise_conv(x, kernel, stride, "grouped").shape
+    out_shape = xla.depthwise_conv(x, kernel, stride).shape
     g = jnp.asarray(rng.standard_normal(out_shape, dtype=np.float32))
-    expected = _value_and_grads("grouped", x, kernel, stride, g)
-    actual = jax.jit(_value_and_grads, static_argnums=(0, 3))("shifted_sum", x, kernel, stride, g)
+    expected = _value_and_grads(xla.depthwise_conv, x, kernel, stride, g)
+    actual = jax.jit(_value_and_grads, static_argnums=(0, 3))(
+        cpu.depthwise_conv, x, kernel, stride, g
+    )
     for name, a, e in zip(
         ("output", "input gradient", "kernel gradient"), actual, expected, strict=True
     ):
@@ -49,8 +52,10 @@ def test_bfloat16_kernel_gradient_matches_the_float32_one():
     kernel = rng.standard_normal((3, 3, 4)).astype(np.float32)
     g = rng.uniform(0.5, 1.5, (2, 32, 32, 4)).astype(np.float32)
     bf16 = [jnp.asarray(a, jnp.bfloat16) for a in (x, kernel, g)]
-    _, _, g_kernel = _value_and_grads("shifted_sum", bf16[0], bf16[1], 1, bf16[2])
+    _, _, g_kernel = _value_and_grads(cpu.depthwise_conv, bf16[0], bf16[1], 1, bf16[2])
     exact = [np.asarray(a.astype(jnp.float32)) for a in bf16]
-    _, _, reference = _value_and_grads("grouped", *map(jnp.asarray, exact[:2]), 1, exact[2])
+    _, _, reference = _value_and_grads(
+        xla.depthwise_conv, *map(jnp.asarray, exact[:2]), 1, exact[2]
+    )
     assert g_kernel.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(g_kernel, np.float32), reference, rtol=1e-2)

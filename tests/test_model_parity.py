@@ -1,4 +1,5 @@
-"""Exact parity of the NNX network with an independent PyTorch definition of the original.
+"""Exact parity of the NNX network with an independent PyTorch definition of the original, for
+both kernel sets ('xla': the GPU/TPU program; 'cpu').
 
 The torch reference (hpe_jax.testing.torch_reference) is written from MODEL.md; its state_dict
 matches the reference .tsv. Its random weights go through the real converter CLI and ``load_model``.
@@ -21,6 +22,8 @@ from hpe_jax.checkpoint import MODEL_VARIABLES
 from hpe_jax.compiler_options import compiler_options
 from hpe_jax.convert_torch import load_torch_state_dict, main, torch_entries
 from hpe_jax.models import HPENet, get_config
+from hpe_jax.models.kernels import grouped_convolutions
+from hpe_jax.models.layers import DepthwiseConvBN
 from hpe_jax.pose import encode_bins, pose_loss
 from hpe_jax.testing.torch_reference import (
     build_reference_model,
@@ -31,6 +34,7 @@ from hpe_jax.testing.torch_reference import pose_loss as reference_pose_loss
 
 ATOL_LOGITS = 1e-4
 ATOL_DEGREES = 1e-3
+KERNEL_SETS = ("xla", "cpu")
 
 
 def _random_reference(variant: str, seed: int, **kwargs) -> torch.nn.Module:
@@ -56,15 +60,23 @@ def _torch_forward(model: torch.nn.Module, images: np.ndarray) -> list[np.ndarra
     return [t.numpy() for t in out]
 
 
-def _jax_forward(model: HPENet, images: np.ndarray) -> list[np.ndarray]:
-    """The network's logits, jitted as the library jits it (``compiler_options``)."""
+def _jax_forward(model: HPENet, images: np.ndarray) -> tuple[list[np.ndarray], str]:
+    """The network's logits, jitted as the library jits it (``compiler_options``), and the text
+    of the lowered (StableHLO) program."""
     graphdef, state = nnx.split(model)
 
     @functools.partial(jax.jit, compiler_options=compiler_options())
     def forward(state: nnx.State, images: jax.Array) -> list[jax.Array]:
         return nnx.merge(graphdef, state)(images)
 
-    return [np.asarray(o) for o in forward(state, images)]
+    lowered = forward.lower(state, images)
+    return [np.asarray(o) for o in lowered.compile()(state, images)], lowered.as_text()
+
+
+def _depthwise_widths(model: HPENet) -> list[int]:
+    """The channel count of each depthwise layer of ``model``, in network order."""
+    layers = [m for _, m in nnx.iter_graph(model) if isinstance(m, DepthwiseConvBN)]
+    return [layer.kernel.shape[-1] for layer in layers]
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +90,19 @@ def converted_s(tmp_path_factory):
     return reference, tmp
 
 
-def test_eval_parity_through_cli_and_load_model(converted_s):
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+def test_eval_parity_through_cli_and_load_model(converted_s, kernels):
+    """``load_model(path, kernels=...)`` of a converted original checkpoint reproduces its logits;
+    with 'xla' the program's depthwise convs are grouped convolutions, with 'cpu' none is."""
     reference, tmp = converted_s
     images = _images(2, 224, seed=1)
     expected = _torch_forward(reference, images)
-    model = hpe_jax.load_model(tmp / "orbax")
-    got = _jax_forward(model, images)
+    model = hpe_jax.load_model(tmp / "orbax", kernels=kernels)
+    assert model.kernels == kernels
+    got, program = _jax_forward(model, images)
+    widths = _depthwise_widths(model)
+    assert len(widths) == 15
+    assert grouped_convolutions(program) == (widths if kernels == "xla" else [])
     assert [g.shape for g in got] == [(2, 10), (2, 20)] * 3
     for e, g in zip(expected, got, strict=True):
         np.testing.assert_allclose(g, e, rtol=0, atol=ATOL_LOGITS)
@@ -152,35 +171,42 @@ def test_converter_lists_every_bad_key():
     assert "wrong shape: fc_yaw_coarse.weight" in message
 
 
-def test_bfloat16_compute_stays_close_to_float32(converted_s):
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+def test_bfloat16_compute_stays_close_to_float32(converted_s, kernels):
     _, tmp = converted_s
-    f32 = hpe_jax.load_model(tmp / "orbax")
+    f32 = hpe_jax.load_model(tmp / "orbax", kernels=kernels)
     config = get_config("s")
     config.dtype = "bfloat16"
+    config.kernels = kernels
     bf16 = HPENet(config, rngs=nnx.Rngs(0))
     nnx.update(bf16, nnx.state(f32, MODEL_VARIABLES))
     bf16.eval()
     images = _images(4, 224, seed=6)
-    a32 = np.asarray(hpe_jax.decode_angles(_jax_forward(f32, images)))
-    a16 = np.asarray(hpe_jax.decode_angles(_jax_forward(bf16, images)))
+    a32 = np.asarray(hpe_jax.decode_angles(_jax_forward(f32, images)[0]))
+    a16 = np.asarray(hpe_jax.decode_angles(_jax_forward(bf16, images)[0]))
     assert np.abs(a16 - a32).max() < 1.5  # degrees; bf16 has an 8-bit mantissa
 
 
-def test_train_mode_outputs_bn_statistics_and_gradients_match():
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+def test_train_mode_outputs_bn_statistics_and_gradients_match(kernels):
     """One training-mode pass (batch statistics), no dropout or stochastic depth: the logits, the
     loss, the updated running statistics of all 86 BatchNorms and the gradient of the original's
-    loss w.r.t. every parameter (through the hand-written backward passes: 1x1 convs as matmuls,
-    BatchNorm), compiled as the training step is (``compiler_options``).
+    loss w.r.t. every parameter, compiled as the training step is (``compiler_options``). With
+    'xla' the gradients come from autodiff of grouped depthwise convs, XLA's convs and BatchNorm;
+    with 'cpu' through the hand-written backward passes (shifted-sum depthwise convs, BatchNorm)
+    and 1x1 convs as matmuls.
 
-    Each gradient must match to 5e-4 of its largest entry (measured: 1.3e-4 at most), plus 1e-7
-    of the largest gradient of the network: the biases of convs followed by BatchNorm have a true
-    gradient of 0, and both frameworks return float32 rounding noise there (about 1e-5 against
-    weight gradients of 1e3). Keep 96x96, batch 4: at 64x64, batch 2 (32 values per channel in
-    the deepest BatchNorms) the two stems' gradients differed by 5.6e3, ill-conditioned."""
+    Each gradient must match to 5e-4 of its largest entry (measured: 1.3e-4 at most, either
+    kernel set), plus 1e-7 of the largest gradient of the network: the biases of convs followed by
+    BatchNorm have a true gradient of 0, and both frameworks return float32 rounding noise there
+    (about 1e-5 against weight gradients of 1e3). Keep 96x96, batch 4: at 64x64, batch 2 (32
+    values per channel in the deepest BatchNorms) the two stems' gradients differed by 5.6e3,
+    ill-conditioned."""
     reference = _random_reference("s", seed=4, drop_connect_rate=0.0, dropout=0.0)
     config = get_config("s")
     config.drop_connect_rate = 0.0
     config.dropout = 0.0
+    config.kernels = kernels
     model = HPENet(config, rngs=nnx.Rngs(0))
     load_torch_state_dict(model, reference.state_dict())
     images = _images(4, 96, seed=5)

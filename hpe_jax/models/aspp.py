@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hpe_jax.models.layers import BatchNorm, ConvBN, conv2d, linear, torch_default_uniform_init
+from hpe_jax.models.initializers import torch_default_uniform_init
+from hpe_jax.models.layers import Layers
 
 
 class ChannelAttention(nnx.Module):
@@ -19,14 +20,9 @@ class ChannelAttention(nnx.Module):
     channel, kernel 3, zero padding 1, no bias; ``kernel`` holds its 3 taps); sigmoid; y * gate.
     """
 
-    def __init__(self, channels: int, *, dtype: jnp.dtype, rngs: nnx.Rngs):
-        self.adjust_module = linear(
-            channels,
-            channels,
-            use_bias=False,
-            stddev=math.sqrt(2.0 / channels),
-            dtype=dtype,
-            rngs=rngs,
+    def __init__(self, channels: int, *, layers: Layers, rngs: nnx.Rngs):
+        self.adjust_module = layers.linear(
+            channels, channels, use_bias=False, stddev=math.sqrt(2.0 / channels), rngs=rngs
         )
         self.bypass_module = nnx.Param(torch_default_uniform_init(3)(rngs.params(), (3,)))
 
@@ -49,15 +45,14 @@ class AtrousAttentionBranch(nnx.Module):
         out_channels: int,
         rate: int,
         *,
-        bn: dict,
-        dtype: jnp.dtype,
+        layers: Layers,
         rngs: nnx.Rngs,
     ):
         kernel = 1 if rate == 1 else 3
-        self.artous_convolution = ConvBN(
-            in_channels, out_channels, kernel, dilation=rate, dtype=dtype, rngs=rngs, **bn
+        self.artous_convolution = layers.conv_bn(
+            in_channels, out_channels, kernel, dilation=rate, rngs=rngs
         )
-        self.attention = ChannelAttention(out_channels, dtype=dtype, rngs=rngs)
+        self.attention = ChannelAttention(out_channels, layers=layers, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.attention(self.artous_convolution(x))
@@ -67,10 +62,8 @@ class PoolingBranch(nnx.Module):
     """Global average pool -> 1x1 conv -BN-SiLU -> broadcast back to H x W (the bilinear resize of
     a 1x1 map)."""
 
-    def __init__(
-        self, in_channels: int, out_channels: int, *, bn: dict, dtype: jnp.dtype, rngs: nnx.Rngs
-    ):
-        self.conv = ConvBN(in_channels, out_channels, 1, dtype=dtype, rngs=rngs, **bn)
+    def __init__(self, in_channels: int, out_channels: int, *, layers: Layers, rngs: nnx.Rngs):
+        self.conv = layers.conv_bn(in_channels, out_channels, 1, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         n, h, w, _ = x.shape
@@ -89,20 +82,19 @@ class ASPP(nnx.Module):
         out_channels: int,
         *,
         dropout: float,
-        bn: dict,
-        dtype: jnp.dtype,
+        layers: Layers,
         rngs: nnx.Rngs,
     ):
-        kw = {"bn": bn, "dtype": dtype, "rngs": rngs}
+        kw = {"layers": layers, "rngs": rngs}
         self.convs = nnx.List(
             [
-                ConvBN(in_channels, out_channels, 1, dtype=dtype, rngs=rngs, **bn),
+                layers.conv_bn(in_channels, out_channels, 1, rngs=rngs),
                 AtrousAttentionBranch(in_channels, out_channels, 1, **kw),
                 AtrousAttentionBranch(in_channels, out_channels, 2, **kw),
                 PoolingBranch(in_channels, out_channels, **kw),
             ]
         )
-        self.project = ConvBN(4 * out_channels, out_channels, 1, dtype=dtype, rngs=rngs, **bn)
+        self.project = layers.conv_bn(4 * out_channels, out_channels, 1, rngs=rngs)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -119,13 +111,12 @@ class ASPPHead(nnx.Module):
         out_channels: int,
         *,
         dropout: float,
-        bn: dict,
-        dtype: jnp.dtype,
+        layers: Layers,
         rngs: nnx.Rngs,
     ):
-        self.aspp = ASPP(in_channels, out_channels, dropout=dropout, bn=bn, dtype=dtype, rngs=rngs)
-        self.conv = conv2d(out_channels, out_channels, 3, dtype=dtype, rngs=rngs)
-        self.bn = BatchNorm(out_channels, momentum=bn["bn_momentum"], epsilon=bn["bn_epsilon"])
+        self.aspp = ASPP(in_channels, out_channels, dropout=dropout, layers=layers, rngs=rngs)
+        self.conv = layers.conv(out_channels, out_channels, 3, rngs=rngs)
+        self.bn = layers.norm(out_channels)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return nnx.silu(self.bn(self.conv(self.aspp(x))))

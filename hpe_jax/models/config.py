@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import ml_collections
 
@@ -89,19 +91,22 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 ASPP_CHANNELS = 256
-NUM_COARSE_BINS = 10
-NUM_SHIFT_BINS = 20
+
+# ``depthwise_impl`` values of stored model configs and the kernel set each stands for.
+_DEPTHWISE_IMPL_KERNELS = {"auto": "auto", "shifted_sum": "cpu", "grouped": "xla"}
 
 
 def get_config(variant: str = "s") -> ml_collections.ConfigDict:
     """The network's configuration (the original's values by default).
 
     Fields: ``variant`` ('s', 'm' or 'l'), ``input_size`` (pixels, square), ``dtype`` (compute
-    dtype,
-    'float32' or 'bfloat16'; parameters stay float32), ``dropout`` (ASPP projection dropout rate),
+    dtype, 'float32' or 'bfloat16'; parameters stay float32), ``dropout`` (ASPP projection dropout
+    rate),
     ``drop_connect_rate`` (stochastic-depth rate of the full network), ``bn_momentum`` (Flax
     convention: running = momentum * running + (1 - momentum) * batch), ``bn_epsilon``, and
-    ``depthwise_impl`` ('auto', 'shifted_sum' or 'grouped'; 'auto' picks shifted_sum on CPU).
+    ``kernels`` (the implementations of the convs and of BatchNorm, ``hpe_jax.models.kernels``:
+    'xla' for GPUs and TPUs, 'cpu' for the CPU, or 'auto', picked from the platform the network
+    is compiled for).
     """
     if variant not in BACKBONES:
         raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(BACKBONES)}")
@@ -113,5 +118,20 @@ def get_config(variant: str = "s") -> ml_collections.ConfigDict:
     cfg.drop_connect_rate = 0.2
     cfg.bn_momentum = 0.9
     cfg.bn_epsilon = 1e-5
-    cfg.depthwise_impl = "auto"
+    cfg.kernels = "auto"
     return cfg
+
+
+def upgrade_model_config(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored model config (a checkpoint's ``meta['model_config']``) with today's fields: a
+    ``depthwise_impl`` ('auto', 'shifted_sum' or 'grouped') becomes ``kernels`` ('auto', 'cpu'
+    or 'xla'). Other fields are returned unchanged."""
+    config = dict(stored)
+    if "depthwise_impl" in config:
+        impl = config.pop("depthwise_impl")
+        if impl not in _DEPTHWISE_IMPL_KERNELS:
+            raise ValueError(
+                f"depthwise_impl must be one of {', '.join(_DEPTHWISE_IMPL_KERNELS)}; got {impl!r}"
+            )
+        config.setdefault("kernels", _DEPTHWISE_IMPL_KERNELS[impl])
+    return config

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hpe_jax.models.config import BackboneSpec, StageSpec
-from hpe_jax.models.layers import ConvBN, DepthwiseConvBN, linear
+from hpe_jax.models.layers import Layers
 
 
 class StochasticDepth(nnx.Dropout):
@@ -28,13 +28,9 @@ class SqueezeExcite(nnx.Module):
     layers here (init as those convs: normal(0, sqrt(2 / out))).
     """
 
-    def __init__(self, channels: int, squeezed: int, *, dtype: jnp.dtype, rngs: nnx.Rngs):
-        self.fc1 = linear(
-            channels, squeezed, stddev=math.sqrt(2.0 / squeezed), dtype=dtype, rngs=rngs
-        )
-        self.fc2 = linear(
-            squeezed, channels, stddev=math.sqrt(2.0 / channels), dtype=dtype, rngs=rngs
-        )
+    def __init__(self, channels: int, squeezed: int, *, layers: Layers, rngs: nnx.Rngs):
+        self.fc1 = layers.linear(channels, squeezed, stddev=math.sqrt(2.0 / squeezed), rngs=rngs)
+        self.fc2 = layers.linear(squeezed, channels, stddev=math.sqrt(2.0 / channels), rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         pooled = jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(x.dtype)
@@ -56,23 +52,18 @@ class FusedMBConv(nnx.Module):
         stride: int,
         drop_rate: float,
         *,
-        bn: dict,
-        dtype: jnp.dtype,
+        layers: Layers,
         rngs: nnx.Rngs,
     ):
         out_ch = spec.out_channels
         self.residual = stride == 1 and in_ch == out_ch
         if spec.expand == 1:
-            self.fused = ConvBN(
-                in_ch, out_ch, spec.kernel, stride=stride, dtype=dtype, rngs=rngs, **bn
-            )
+            self.fused = layers.conv_bn(in_ch, out_ch, spec.kernel, stride=stride, rngs=rngs)
             self.fused_point_wise = None
         else:
             mid = _make_divisible(in_ch * spec.expand)
-            self.fused = ConvBN(
-                in_ch, mid, spec.kernel, stride=stride, dtype=dtype, rngs=rngs, **bn
-            )
-            self.fused_point_wise = ConvBN(mid, out_ch, 1, act=False, dtype=dtype, rngs=rngs, **bn)
+            self.fused = layers.conv_bn(in_ch, mid, spec.kernel, stride=stride, rngs=rngs)
+            self.fused_point_wise = layers.conv_bn(mid, out_ch, 1, act=False, rngs=rngs)
         self.drop_path = StochasticDepth(drop_rate, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -92,20 +83,16 @@ class MBConv(nnx.Module):
         stride: int,
         drop_rate: float,
         *,
-        bn: dict,
-        depthwise_impl: str,
-        dtype: jnp.dtype,
+        layers: Layers,
         rngs: nnx.Rngs,
     ):
         out_ch = spec.out_channels
         mid = _make_divisible(in_ch * spec.expand)
         self.residual = stride == 1 and in_ch == out_ch
-        self.linear_bottleneck = ConvBN(in_ch, mid, 1, dtype=dtype, rngs=rngs, **bn)
-        self.depth_wise = DepthwiseConvBN(
-            mid, spec.kernel, stride=stride, impl=depthwise_impl, dtype=dtype, rngs=rngs, **bn
-        )
-        self.se = SqueezeExcite(mid, in_ch // 4, dtype=dtype, rngs=rngs) if spec.se else None
-        self.point_wise = ConvBN(mid, out_ch, 1, act=False, dtype=dtype, rngs=rngs, **bn)
+        self.linear_bottleneck = layers.conv_bn(in_ch, mid, 1, rngs=rngs)
+        self.depth_wise = layers.depthwise_bn(mid, spec.kernel, stride=stride, rngs=rngs)
+        self.se = SqueezeExcite(mid, in_ch // 4, layers=layers, rngs=rngs) if spec.se else None
+        self.point_wise = layers.conv_bn(mid, out_ch, 1, act=False, rngs=rngs)
         self.drop_path = StochasticDepth(drop_rate, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -135,34 +122,19 @@ class EfficientNetV2Backbone(nnx.Module):
         spec: BackboneSpec,
         *,
         drop_connect_rate: float,
-        bn: dict,
-        depthwise_impl: str,
-        dtype: jnp.dtype,
+        layers: Layers,
         rngs: nnx.Rngs,
     ):
-        self.stem = ConvBN(3, spec.stem_channels, 3, stride=2, dtype=dtype, rngs=rngs, **bn)
+        self.stem = layers.conv_bn(3, spec.stem_channels, 3, stride=2, rngs=rngs)
         blocks = []
         taps = []
         for stage_idx, stage in enumerate(spec.stages):
+            block_type = FusedMBConv if stage.fused else MBConv
             for r in range(stage.repeats):
-                i = len(blocks)
                 in_ch = stage.in_channels if r == 0 else stage.out_channels
                 stride = stage.stride if r == 0 else 1
-                rate = drop_connect_rate * i / spec.total_blocks
-                if stage.fused:
-                    block = FusedMBConv(stage, in_ch, stride, rate, bn=bn, dtype=dtype, rngs=rngs)
-                else:
-                    block = MBConv(
-                        stage,
-                        in_ch,
-                        stride,
-                        rate,
-                        bn=bn,
-                        depthwise_impl=depthwise_impl,
-                        dtype=dtype,
-                        rngs=rngs,
-                    )
-                blocks.append(block)
+                rate = drop_connect_rate * len(blocks) / spec.total_blocks
+                blocks.append(block_type(stage, in_ch, stride, rate, layers=layers, rngs=rngs))
             if stage_idx >= 1:
                 taps.append(len(blocks) - 1)
         self.blocks = nnx.List(blocks)

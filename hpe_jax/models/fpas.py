@@ -4,10 +4,9 @@ fusion of the four backbone taps. NHWC."""
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from hpe_jax.models.layers import ConvBN, ConvTranspose2x2BN
+from hpe_jax.models.layers import Layers
 
 
 def _pair(
@@ -19,15 +18,14 @@ def _pair(
     s1: int,
     s2: int,
     *,
-    bn: dict,
-    dtype: jnp.dtype,
+    layers: Layers,
     rngs: nnx.Rngs,
 ) -> nnx.List:
     """Two conv(with bias)-BN-SiLU layers: the original's ``Sequential`` indices 0-2 and 3-5."""
     return nnx.List(
         [
-            ConvBN(c_in, c_mid, k1, stride=s1, use_bias=True, dtype=dtype, rngs=rngs, **bn),
-            ConvBN(c_mid, c_out, k2, stride=s2, use_bias=True, dtype=dtype, rngs=rngs, **bn),
+            layers.conv_bn(c_in, c_mid, k1, stride=s1, use_bias=True, rngs=rngs),
+            layers.conv_bn(c_mid, c_out, k2, stride=s2, use_bias=True, rngs=rngs),
         ]
     )
 
@@ -45,16 +43,14 @@ class FPAS(nnx.Module):
     fused map at stride 64 with c4 channels (4x4 at 224 input).
     """
 
-    def __init__(
-        self, channels: tuple[int, int, int, int], *, bn: dict, dtype: jnp.dtype, rngs: nnx.Rngs
-    ):
+    def __init__(self, channels: tuple[int, int, int, int], *, layers: Layers, rngs: nnx.Rngs):
         c1, c2, c3, c4 = channels
-        kw = {"bn": bn, "dtype": dtype, "rngs": rngs}
+        kw = {"layers": layers, "rngs": rngs}
         self.up1 = _pair(c4, c4, c3, 3, 1, 1, 1, **kw)
         self.up2 = _pair(c3, c3, c2, 3, 1, 1, 1, **kw)
-        self.upsample2 = ConvTranspose2x2BN(c2, c2, dtype=dtype, rngs=rngs, **bn)
+        self.upsample2 = layers.conv_transpose_bn(c2, c2, rngs=rngs)
         self.up3 = _pair(c2, c2, c1, 3, 1, 1, 1, **kw)
-        self.upsample3 = ConvTranspose2x2BN(c1, c1, dtype=dtype, rngs=rngs, **bn)
+        self.upsample3 = layers.conv_transpose_bn(c1, c1, rngs=rngs)
         self.down0 = _pair(c1, c1, c1, 3, 3, 1, 2, **kw)
         self.down1 = _pair(c1, c2, c2, 3, 3, 1, 2, **kw)
         self.down2 = _pair(c2, c3, c3, 3, 3, 1, 1, **kw)
