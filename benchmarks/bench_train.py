@@ -21,7 +21,6 @@ BENCHMARKS.md adds ``--batch 16 32 --dtypes float32 bfloat16``).
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
 import time
 
@@ -29,27 +28,19 @@ import harness
 
 
 def jit_train_step(config, model):
-    """(jitted step, state, rest, batch sharding) for ``model``, as ``Trainer`` builds them."""
+    """(jitted step, state, rest, batch sharding) for ``model`` on this host's devices, built by
+    ``make_train_step`` as ``Trainer`` builds them."""
     import jax
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
 
-    from hpe_jax.compiler_options import compiler_options
-    from hpe_jax.train_state import create_train_state, make_optimizer, split_model, train_step
+    from hpe_jax.train_state import create_train_state, make_train_step, split_model
 
     mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    tx = make_optimizer(config, total_steps=1_000_000)
-    train_def, _, _, _, rest = split_model(model)
-    state = jax.device_put(create_train_state(model, tx, config.seed), replicated)
-    step = jax.jit(
-        functools.partial(train_step, graphdef=train_def, tx=tx, loss_alpha=config.loss_alpha),
-        in_shardings=(replicated, batch_sharding, replicated),
-        out_shardings=(replicated, replicated),
-        donate_argnums=0,
-        compiler_options=compiler_options(),
+    program = make_train_step(config, mesh, total_steps=1_000_000)
+    *_, rest = split_model(model)
+    state = jax.device_put(
+        create_train_state(model, program.tx, config.seed), program.state.step.sharding
     )
-    return step, state, rest, batch_sharding
+    return program.step, state, rest, program.batch["image"].sharding
 
 
 def setup(variant: str, size: int, batch: int, dtype: str) -> tuple:

@@ -13,7 +13,6 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
@@ -26,12 +25,12 @@ from hpe_jax.evaluate import evaluate_batches
 from hpe_jax.metrics_writer import MetricsWriter
 from hpe_jax.models import HPENet
 from hpe_jax.train_state import (
+    build_model,
     create_train_state,
     learning_rate_schedule,
-    make_optimizer,
+    make_train_step,
     predict_angles,
     split_model,
-    train_step,
 )
 
 
@@ -106,34 +105,20 @@ class Trainer:
             self.total_steps = min(self.total_steps, config.max_steps)
         self.learning_rate = learning_rate_schedule(config, self.total_steps)
 
-        platform = self.mesh.devices.flat[0].platform
-        model = HPENet(
-            config.model, rngs=nnx.Rngs(params=config.seed, dropout=config.seed), platform=platform
-        )
+        program = make_train_step(config, self.mesh, self.total_steps)
+        self.step_fn, self.eval_def = program.step, program.eval_graphdef
+        model = build_model(config, program.platform)
         if config.init_from:
             load_initial_weights(model, config.init_from)
-        self.tx = make_optimizer(config, self.total_steps)
-        train_def, self.eval_def, _, _, self.rest = split_model(model)
+        *_, self.rest = split_model(model)
         self.state = jax.device_put(
-            create_train_state(model, self.tx, config.seed), self.replicated
-        )
-        self.step_fn = jax.jit(
-            functools.partial(
-                train_step,
-                graphdef=train_def,
-                tx=self.tx,
-                loss_alpha=config.loss_alpha,
-            ),
-            in_shardings=(self.replicated, self.batch_sharding, self.replicated),
-            out_shardings=(self.replicated, self.replicated),
-            donate_argnums=0,
-            compiler_options=compiler_options(platform),
+            create_train_state(model, program.tx, config.seed), self.replicated
         )
         self.predict_fn = jax.jit(
             functools.partial(predict_angles, graphdef=self.eval_def),
             in_shardings=(self.replicated, self.replicated, self.replicated, self.batch_sharding),
             out_shardings=self.batch_sharding,
-            compiler_options=compiler_options(platform),
+            compiler_options=compiler_options(program.platform),
         )
         self.manager = checkpoint.make_manager(workdir / "checkpoints", config.keep_checkpoints)
         self.best_manager = checkpoint.make_manager(workdir / "best", 1)

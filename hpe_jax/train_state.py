@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax.struct
@@ -10,7 +13,10 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from hpe_jax.compiler_options import compiler_options
 from hpe_jax.models import HEAD_NAMES, HPENet
 from hpe_jax.pose import decode_angles, pose_loss
 
@@ -162,3 +168,90 @@ def predict_angles(
     ``graphdef`` must be the eval-mode graphdef of ``split_model``."""
     model = nnx.merge(graphdef, params, batch_stats, rest)
     return decode_angles(model(images))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainProgram:
+    """The jitted train step of one run and its arguments' shapes and shardings.
+
+    ``step(state, batch, rest) -> (state, metrics)`` (``train_step`` with the run's graphdef,
+    optimiser and loss weight; the state donated). ``state``, ``batch`` and ``rest`` are trees of
+    ``jax.ShapeDtypeStruct`` with shardings: lower and compile with
+    ``step.lower(program.state, program.batch, program.rest).compile()`` without any data, or
+    call ``step`` on real arrays of those shapes. ``tx`` is the optimiser (``create_train_state``
+    of a real model takes it), ``eval_graphdef`` the inference-mode graphdef for
+    ``predict_angles``, ``platform`` the mesh's platform the kernels were chosen for.
+    """
+
+    step: Callable[..., tuple[TrainState, dict[str, jax.Array]]]
+    tx: optax.GradientTransformation
+    state: TrainState
+    batch: dict[str, jax.ShapeDtypeStruct]
+    rest: Any
+    eval_graphdef: nnx.GraphDef
+    platform: str
+
+
+def build_model(config: ml_collections.ConfigDict, platform: str) -> HPENet:
+    """The network of ``config.model`` with its kernels chosen for ``platform`` ('cpu', 'gpu',
+    'tpu', ...), parameters initialised from ``config.seed``, in training mode."""
+    rngs = nnx.Rngs(params=config.seed, dropout=config.seed)
+    return HPENet(config.model, rngs=rngs, platform=platform)
+
+
+def batch_spec(
+    global_batch: int, image_size: int, sharding: NamedSharding
+) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shapes and dtypes of one global training batch (the training loader's keys), sharded."""
+    rows = (global_batch,)
+    return {
+        "image": jax.ShapeDtypeStruct(
+            (*rows, image_size, image_size, 3), jnp.float32, sharding=sharding
+        ),
+        "coarse": jax.ShapeDtypeStruct((*rows, 3), jnp.int32, sharding=sharding),
+        "shift": jax.ShapeDtypeStruct((*rows, 3), jnp.int32, sharding=sharding),
+        "angles": jax.ShapeDtypeStruct((*rows, 3), jnp.float32, sharding=sharding),
+    }
+
+
+def make_train_step(
+    config: ml_collections.ConfigDict, mesh: Mesh, total_steps: int
+) -> TrainProgram:
+    """The train step of ``config`` for ``mesh`` (batch split over its ``data`` axis, state
+    replicated), with kernels and compiler options chosen from the platform of the mesh's devices
+    (a topology's devices compile ahead of time on a CPU host). Builds no arrays: the network is
+    traced abstractly, so neither data, checkpoints nor the target devices are needed.
+    ``total_steps`` sets the optimiser's schedule."""
+    platform = mesh.devices.flat[0].platform
+    replicated = NamedSharding(mesh, P())
+    model = nnx.eval_shape(lambda: build_model(config, platform))
+    tx = make_optimizer(config, total_steps)
+    train_def, eval_def, params, batch_stats, rest = split_model(model)
+    state = jax.eval_shape(
+        lambda p, b, r: create_train_state(nnx.merge(train_def, p, b, r), tx, config.seed),
+        params,
+        batch_stats,
+        rest,
+    )
+
+    def place(tree: Any) -> Any:
+        return jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), tree
+        )
+
+    step = jax.jit(
+        functools.partial(train_step, graphdef=train_def, tx=tx, loss_alpha=config.loss_alpha),
+        in_shardings=(replicated, NamedSharding(mesh, P("data")), replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+        compiler_options=compiler_options(platform),
+    )
+    return TrainProgram(
+        step=step,
+        tx=tx,
+        state=place(state),
+        batch=batch_spec(config.batch_size, config.data.image_size, NamedSharding(mesh, P("data"))),
+        rest=place(rest),
+        eval_graphdef=eval_def,
+        platform=platform,
+    )

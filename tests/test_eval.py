@@ -382,3 +382,16 @@ def test_eval_configs():
         240,
         224,
     )
+
+
+@pytest.mark.parametrize("name", ["w300lp_tpu_slice", "w300lp_gpu_node"])
+def test_pod_recipes_scale_batch_and_learning_rate_with_the_device_count(name):
+    module = _root_module(f"configs.{name}")
+    for devices in (8, 64):
+        config = module.get_config(str(devices))
+        assert config.batch_size == 32 * devices
+        assert config.learning_rate == pytest.approx(1e-5 * (devices**0.5))
+        assert (config.lr_schedule, config.model.dtype) == ("cosine", "bfloat16")
+        assert 0 < config.warmup_steps <= 1000
+        # The rest is the original's 300W-LP recipe.
+        assert (config.num_epochs, config.data.flip, config.data.augment) == (100, False, 0.5)
