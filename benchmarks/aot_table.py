@@ -2,8 +2,9 @@
 
 For every target and dtype, ``python -m hpe_jax.aot`` (one process per compile) compiles the
 train step at 224x224 with 32 images per device and, with ``--search``, finds the largest
-per-device batch that fits: peak memory is affine in the batch, so it compiles at 64 too, predicts
-the largest multiple of 8 that fits, and compiles that (stepping down by 8 while it does not fit).
+per-device batch that compiles and fits, to within 1/8: it compiles at 64 too and bisects between
+64 and the batch that the peak memory at 32 and 64 (affine in the batch) predicts to fill the
+device, since the compiler may refuse a batch that would fit.
 Prints a markdown table (peak memory per device, GFLOP per device per step, and the step-time floor
 and images/s ceiling per device those FLOPs give at the chip's dense bf16 peak) and appends every
 report to ``benchmarks/results/aot.jsonl``. Where the compiler reports no FLOPs (GPU targets), the
@@ -27,8 +28,8 @@ from hpe_jax.aot import CHIPS, GIB, parse_topology
 RESULTS = Path(__file__).resolve().parent / "results" / "aot.jsonl"
 
 
-def compile_once(target: str, dtype: str, batch: int, image_size: int) -> dict | None:
-    """The ``--json`` report of one compile, or None where it does not compile."""
+def compile_once(target: str, dtype: str, batch: int, image_size: int) -> dict:
+    """The ``--json`` report of one compile; where it does not compile, ``{"error": reason}``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.json"
         command = [sys.executable, "-m", "hpe_jax.aot", f"--topology={target}"]
@@ -36,33 +37,42 @@ def compile_once(target: str, dtype: str, batch: int, image_size: int) -> dict |
         command += [f"--dtype={dtype}", f"--json={out}"]
         done = subprocess.run(command, capture_output=True, text=True)
         if not out.exists():
-            print(f"{target} {dtype} batch {batch}: {done.stderr.strip()[-300:]}", file=sys.stderr)
-            return None
+            reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"{target} {dtype} batch {batch}: {reason[:300]}", file=sys.stderr)
+            return {"error": reason}
         report = json.loads(out.read_text())
     with RESULTS.open("a") as results:
         results.write(json.dumps(report) + "\n")
+    peak = report["peak_bytes_per_device"] / GIB
+    seconds = report["compile_seconds"]
     print(
-        f"{target} {dtype} batch {batch}: peak {report['peak_bytes_per_device'] / GIB:.2f} GiB"
-        f", compile {report['compile_seconds']} s",
-        file=sys.stderr,
+        f"{target} {dtype} batch {batch}: peak {peak:.2f} GiB, compile {seconds} s", file=sys.stderr
     )
     return report
 
 
-def largest_batch(target: str, dtype: str, image_size: int, at_32: dict) -> dict | None:
-    """The report at the largest per-device batch (a multiple of 8) that fits the device."""
-    at_64 = compile_once(target, dtype, 64, image_size)
-    if at_64 is None:
-        return None
-    per_image = (at_64["peak_bytes_per_device"] - at_32["peak_bytes_per_device"]) / 32
+def largest_batch(target: str, dtype: str, image_size: int, at_32: dict) -> tuple[dict, str]:
+    """The report at the largest per-device batch (a multiple of 8) found to compile and fit,
+    to within 1/8 of itself, and why the next larger batch tried does not.
+
+    Peak memory is affine in the batch (fitted from batches 32 and 64); the batch it predicts
+    to fill the device bounds a bisection, since the compiler may refuse a batch that fits."""
+    best = compile_once(target, dtype, 64, image_size)
+    if "error" in best or not best["fits"]:
+        return at_32, best.get("error", "batch 64 does not fit")
+    per_image = (best["peak_bytes_per_device"] - at_32["peak_bytes_per_device"]) / 32
     fixed = at_32["peak_bytes_per_device"] - 32 * per_image
-    batch = int((at_32["device_memory_bytes"] - fixed) / per_image) // 8 * 8
-    while batch > 64:
+    high = int((at_32["device_memory_bytes"] - fixed) / per_image) // 8 * 8 + 8
+    why = f"batch {high}: memory predicted over the device's"
+    while high - best["per_device_batch"] > max(8, best["per_device_batch"] // 8):
+        batch = (best["per_device_batch"] + high) // 16 * 8
         report = compile_once(target, dtype, batch, image_size)
-        if report is not None and report["fits"]:
-            return report
-        batch -= 8
-    return at_64 if at_64["fits"] else None
+        if "error" not in report and report["fits"]:
+            best = report
+        else:
+            high = batch
+            why = f"batch {batch}: " + report.get("error", "does not fit")
+    return best, why
 
 
 def row(report: dict, model_gflop: float) -> str:
@@ -94,24 +104,25 @@ def main() -> None:
     parser.add_argument("--model-gflop", type=float, default=15.4)
     args = parser.parse_args()
     RESULTS.parent.mkdir(exist_ok=True)
-    rows = []
+    rows, limits = [], []
     for target in args.targets:
         for dtype in args.dtypes:
             report = compile_once(target, dtype, args.batch, args.image_size)
-            if report is None:
-                rows.append(f"| {target} | {dtype} | {args.batch} | does not compile |")
+            if "error" in report:
+                rows.append(f"| {target} | {dtype} | {args.batch} | {report['error']} |")
                 continue
             rows.append(row(report, args.model_gflop))
             if args.search:
-                best = largest_batch(target, dtype, args.image_size, report)
-                if best is not None:
-                    rows.append(row(best, args.model_gflop))
+                best, why = largest_batch(target, dtype, args.image_size, report)
+                rows.append(row(best, args.model_gflop))
+                limits.append(f"{target} {dtype}: largest {best['per_device_batch']}; {why}")
     print(
         "| target | dtype | batch/device | peak GiB / device GiB | GFLOP/device/step | "
         "GFLOP/image | step floor ms | images/s/device ceiling | collectives | compile s |"
     )
     print("|" + "---|" * 10)
     print("\n".join(rows))
+    print("\n".join(f"- {limit}" for limit in limits))
 
 
 if __name__ == "__main__":
