@@ -82,6 +82,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rates: dict[str, list[float]] = {"baseline": [], "current": []}
+    load_before = harness.load()
     with tempfile.TemporaryDirectory() as tmp:
         baseline = Path(tmp) / "baseline"
         baseline_commit = extract(args.baseline, baseline)
@@ -109,6 +110,7 @@ def main() -> None:
         ],
     )
     print(f"current / baseline: {medians['current'] / medians['baseline']:.2f}")
+    print(f"load average (1, 5, 15 min) before {load_before}, after {harness.load()}")
     path = harness.append_result(
         "augment_speed",
         {
@@ -118,6 +120,8 @@ def main() -> None:
             "args": vars(args),
             "images_per_s": rates,
             "median_images_per_s": medians,
+            "load_before": load_before,
+            "load_after": harness.load(),
         },
     )
     print(f"appended to {path}")
