@@ -18,7 +18,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from hpe_jax.pose import geodesic, mae, maev, rotation_from_euler
+from hpe_jax.pose import ANGLE_ERRORS, geodesic, maev, rotation_from_euler
 
 if TYPE_CHECKING:
     from hpe_jax.models import HPENet
@@ -41,18 +41,25 @@ def evaluate_batches(
     *,
     total: int | None = None,
     progress: bool = True,
-) -> dict[str, float]:
+    angle_error: str = "plain",
+) -> dict[str, Any]:
     """Errors of ``predict`` over the batches of an evaluation loader (every JAX process calls it
     with its own shard; the sums are gathered over processes).
 
     Args:
       predict: (B, S, S, 3) normalised images -> (B, 3) degrees (yaw, pitch, roll).
       batches: dicts with ``image``, ``angles`` (B, 3) degrees and ``mask`` (B,) (False on padding).
+      angle_error: ``plain`` (``|pred - gt|``, the original's test script) or ``wrapped`` (the
+        smallest of ``|d|``, ``|d +/- 360|``, ``|d +/- 180|``: its validation during training);
+        ``hpe_jax.pose.ANGLE_ERRORS``.
     Returns:
-      ``yaw``, ``pitch``, ``roll`` (MAE, plain |pred - gt|, degrees), ``mean_mae`` (their mean),
-      ``maev`` (mean axis-vector error, rows of the rotation matrices, degrees), ``geodesic``
-      (mean geodesic error, degrees), ``num_images``.
+      ``yaw``, ``pitch``, ``roll`` (MAE by ``angle_error``, degrees), ``mean_mae`` (their mean),
+      ``angle_error`` (its name), ``maev`` (mean axis-vector error, rows of the rotation
+      matrices, degrees), ``geodesic`` (mean geodesic error, degrees), ``num_images``.
     """
+    if angle_error not in ANGLE_ERRORS:
+        raise ValueError(f"angle_error must be one of {tuple(ANGLE_ERRORS)}, got {angle_error!r}")
+    angle_errors = ANGLE_ERRORS[angle_error]
     sums = np.zeros(6, np.float64)  # |yaw|, |pitch|, |roll|, maev, geodesic, count
     bar = tqdm(batches, total=total, desc="eval", unit="batch", disable=not progress)
     for batch in bar:
@@ -60,7 +67,7 @@ def evaluate_batches(
         pred = np.asarray(predict(batch["image"]), np.float64)[mask]
         gt = np.asarray(batch["angles"], np.float64)[mask]
         r_pred, r_gt = rotation_from_euler(pred), rotation_from_euler(gt)
-        sums[:3] += mae(pred, gt).sum(axis=0)
+        sums[:3] += angle_errors(pred, gt).sum(axis=0)
         sums[3] += maev(r_pred, r_gt).sum()
         sums[4] += geodesic(r_pred, r_gt).sum()
         sums[5] += mask.sum()
@@ -75,6 +82,7 @@ def evaluate_batches(
         "pitch": float(per_angle[1]),
         "roll": float(per_angle[2]),
         "mean_mae": float(per_angle.mean()),
+        "angle_error": angle_error,
         "maev": float(sums[3] / count),
         "geodesic": float(sums[4] / count),
         "num_images": int(count),
@@ -279,10 +287,13 @@ def evaluate_and_report(
     of ``config``, prints the table (and the best checkpoint of several), writes the JSON report
     (to ``output``, default ``report_path``) and returns it.
 
+    The errors are plain ``|pred - gt|`` per angle, as the original's test script (whatever
+    ``config.val_metric`` says, which is for validation during training).
+
     The report: ``data_dir``, ``split``, ``dataset``, ``val_mode``, ``image_size``,
-    ``input_size``, ``variant``, ``checkpoints`` ({name: {yaw, pitch, roll, mean_mae, maev,
-    geodesic (degrees), num_images, path}}, in evaluation order) and ``best`` (the name with the
-    lowest ``mean_mae``).
+    ``input_size``, ``variant``, ``angle_error`` (``plain``), ``checkpoints`` ({name: {yaw,
+    pitch, roll, mean_mae, angle_error, maev, geodesic (degrees), num_images, path}}, in
+    evaluation order) and ``best`` (the name with the lowest ``mean_mae``).
 
     Raises:
       EvalError: missing or unusable checkpoint or data, or a checkpoint of another variant.
@@ -311,6 +322,7 @@ def evaluate_and_report(
         "image_size": data.image_size,
         "input_size": data.val_input_size if data.val_mode == "biwi" else None,
         "variant": config.model.variant,
+        "angle_error": "plain",
         "checkpoints": results,
         "best": best,
     }

@@ -12,9 +12,10 @@ shift label counting whole degrees from the start of the coarse bin. The origina
 Rotation convention (DATA.md): ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)``, right-handed, i.e.
 scipy ``Rotation.from_euler('xyz', [pitch, yaw, roll], degrees=True)``.
 
-``encode_bins``, ``rotation_from_euler``, ``euler_from_rotation``, ``mae``, ``maev`` and
-``geodesic`` accept numpy arrays (and return numpy, never touching JAX, so data-loader workers
-can call them) as well as JAX arrays (returning JAX arrays, usable under ``jax.jit``).
+``encode_bins``, ``rotation_from_euler``, ``euler_from_rotation``, ``mae``, ``wrapped_mae``,
+``maev`` and ``geodesic`` accept numpy arrays (and return numpy, never touching JAX, so
+data-loader workers can call them) as well as JAX arrays (returning JAX arrays, usable under
+``jax.jit``).
 ``decode_logits``, ``decode_angles`` and ``pose_loss`` are JAX-only.
 """
 
@@ -255,6 +256,25 @@ def mae(pred, gt):
     _check_trailing(p, (3,), "mae", "pred")
     _check_trailing(g, (3,), "mae", "gt")
     return xp.abs(p - g)
+
+
+def wrapped_mae(pred, gt):
+    """Absolute angle errors as the original's validation during training measures them: per
+    angle the smallest of ``|d|``, ``|d + 360|``, ``|d - 360|``, ``|d + 180|``, ``|d - 180|``
+    with ``d = pred - gt`` (a half turn counts as no error).
+
+    Args:
+        pred, gt: (..., 3) degrees, order (yaw, pitch, roll) (numpy or JAX).
+
+    Returns:
+        (..., 3) degrees, same array library as ``pred``.
+    """
+    xp = _xp(pred)
+    d = mae(pred, gt)
+    return xp.minimum(xp.minimum(d, xp.abs(d - 360.0)), xp.abs(d - 180.0))
+
+
+ANGLE_ERRORS = {"plain": mae, "wrapped": wrapped_mae}
 
 
 def _check_rotation_pair(r_pred, r_gt, func: str) -> None:

@@ -24,6 +24,7 @@ from hpe_jax.data.pipeline import make_eval_loader, make_train_loader
 from hpe_jax.evaluate import evaluate_batches
 from hpe_jax.metrics_writer import MetricsWriter
 from hpe_jax.models import HPENet
+from hpe_jax.pose import ANGLE_ERRORS
 from hpe_jax.train_state import (
     build_model,
     create_train_state,
@@ -94,6 +95,10 @@ class Trainer:
         self.replicated = NamedSharding(self.mesh, P())
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
 
+        if config.val_metric not in ANGLE_ERRORS:
+            raise ValueError(
+                f"config.val_metric must be one of {tuple(ANGLE_ERRORS)}, got {config.val_metric!r}"
+            )
         data = config.data
         self.steps_per_epoch = _num_records(data.train_dir, data.train_split) // config.batch_size
         if self.steps_per_epoch == 0:
@@ -142,12 +147,15 @@ class Trainer:
             )
 
     def best_mean_mae(self) -> float:
-        """Validation mean MAE (degrees) of the workdir's best checkpoint; inf when none."""
+        """Validation mean MAE (degrees) of the workdir's best checkpoint; inf when none, or when
+        it was measured with another angle error than ``config.val_metric``."""
         step = self.best_manager.latest_step()
         if step is None:
             return float("inf")
-        meta = checkpoint.read_meta(self.best_manager.directory / str(step))
-        return float(meta["val"]["mean_mae"])
+        val = checkpoint.read_meta(self.best_manager.directory / str(step))["val"]
+        if val.get("angle_error", "plain") != self.config.val_metric:
+            return float("inf")
+        return float(val["mean_mae"])
 
     def validate(self) -> dict[str, Any]:
         data = self.config.data
@@ -169,13 +177,14 @@ class Trainer:
             )
             return _local_rows(out)
 
-        return evaluate_batches(predict, loader, progress=False)
+        return evaluate_batches(predict, loader, progress=False, angle_error=self.config.val_metric)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Trains (fresh, resumed from ``workdir/checkpoints``, or transferred from
-    ``config.init_from``) and validates at each epoch end; returns the last validation metrics
-    (empty without validation data)."""
+    ``config.init_from``) and validates at each epoch end, keeping the checkpoint of the lowest
+    validation mean MAE by ``config.val_metric`` (``plain`` or ``wrapped``, ``evaluate_batches``)
+    in ``workdir/best``; returns the last validation metrics (empty without validation data)."""
     workdir = Path(workdir)
     data = config.data
     trainer = Trainer(config, workdir)

@@ -168,6 +168,35 @@ def test_step_dir_matches_a_direct_computation(aflw, workdir, capsys):
     assert metrics["num_images"] == direct["num_images"] == len(kept)
     for name in METRIC_NAMES:
         assert metrics[name] == pytest.approx(direct[name], rel=1e-6), name
+    assert report["angle_error"] == metrics["angle_error"] == "plain"
+
+
+def test_angle_errors_plain_and_wrapped():
+    """``evaluate_batches`` with each angle error against a direct computation; wrapped is the
+    smallest of |d|, |d + 360|, |d - 360|, |d + 180|, |d - 180| per angle."""
+    gt = np.array([[10.0, -20.0, 170.0], [-175.0, 0.0, 30.0], [5.0, 5.0, 5.0]])
+    pred = np.array([[12.0, 159.0, -172.0], [178.0, -181.0, 30.5], [0.0, 0.0, 0.0]])
+    batches = [
+        {"image": pred[:2], "angles": gt[:2], "mask": np.array([True, True])},
+        {
+            "image": np.vstack([pred[2:], pred[:1]]),
+            "angles": gt[2:].repeat(2, 0),
+            "mask": np.array([True, False]),
+        },
+    ]
+    d = pred - gt
+    candidates = np.abs(np.stack([d, d + 360, d - 360, d + 180, d - 180]))
+    # By hand: yaw (2, 7, 5), pitch (1, 1, 5), roll (18, 0.5, 5).
+    np.testing.assert_allclose(candidates.min(0), [[2, 1, 18], [7, 1, 0.5], [5, 5, 5]])
+    for name, errors in (("plain", np.abs(d)), ("wrapped", candidates.min(0))):
+        metrics = evaluate.evaluate_batches(lambda x: x, batches, progress=False, angle_error=name)
+        assert metrics["angle_error"] == name and metrics["num_images"] == 3
+        per_angle = errors.mean(0)
+        for i, angle in enumerate(("yaw", "pitch", "roll")):
+            assert metrics[angle] == pytest.approx(per_angle[i], rel=1e-12), (name, angle)
+        assert metrics["mean_mae"] == pytest.approx(per_angle.mean(), rel=1e-12)
+    with pytest.raises(ValueError, match="angle_error"):
+        evaluate.evaluate_batches(lambda x: x, batches, progress=False, angle_error="min")
 
 
 def test_workdir_sweep_evaluates_every_checkpoint_and_names_the_best(aflw, workdir, capsys):
@@ -371,6 +400,7 @@ def test_recipes_hold_the_original_settings(name):
     )
     assert (config.batch_size, config.learning_rate, config.head_lr_multiplier) == (32, 1e-5, 5.0)
     assert (config.lr_schedule, data.augment) == ("constant", 0.5)
+    assert config.val_metric == "wrapped"  # the original's best-epoch selection
 
 
 def test_eval_configs():

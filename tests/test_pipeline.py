@@ -127,49 +127,6 @@ def test_resize_center_crop_resizes_to_a_square_first():
         transforms.resize_center_crop(Image.fromarray(columns), 4, 5)
 
 
-def test_normalize_and_brightness_contrast_values():
-    image = np.full((4, 4, 3), 100, np.uint8)
-    params = transforms.AugmentParams(
-        k=0.2, photometric="brightness_contrast", contrast=0.1, brightness=0.1
-    )
-    out, angles = transforms.augment_example(image, None, (1.0, 2.0, 3.0), params, 4)
-    expected = (
-        np.float32(100 * 1.1 + 25.5) / 255 - transforms.IMAGENET_MEAN
-    ) / transforms.IMAGENET_STD
-    np.testing.assert_allclose(out, np.broadcast_to(expected, (4, 4, 3)), rtol=1e-5)
-    np.testing.assert_array_equal(angles, [1.0, 2.0, 3.0])
-
-
-def test_flip_mirrors_the_crop_and_negates_yaw_and_roll():
-    image = np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8)
-    box, pose = (5.0, 12.0, 24.0, 33.0), (30.5, -12.25, 7.0)
-    plain = transforms.AugmentParams(k=0.3, window=(0.05, -0.02, 0.95, 1.0))
-    flipped = transforms.AugmentParams(k=0.3, window=(0.05, -0.02, 0.95, 1.0), flip=True)
-    img_a, ang_a = transforms.augment_example(image, box, pose, plain, SIZE)
-    img_b, ang_b = transforms.augment_example(image, box, pose, flipped, SIZE)
-    np.testing.assert_array_equal(img_b, img_a[:, ::-1])
-    assert not np.array_equal(img_a, img_b)
-    np.testing.assert_array_equal(ang_a, [30.5, -12.25, 7.0])
-    np.testing.assert_array_equal(ang_b, [-30.5, -12.25, -7.0])
-
-
-def test_sample_augment_params_options():
-    rng = np.random.default_rng(0)
-    drawn = [transforms.sample_augment_params(rng, augment=1.0, flip=False) for _ in range(300)]
-    assert not any(p.flip for p in drawn)
-    assert {p.photometric for p in drawn} == set(transforms.PHOTOMETRIC_OPS)
-    for p in drawn:
-        assert 0.2 <= p.k <= 0.4
-        u0, v0, u1, v1 = p.window
-        assert -0.1 <= u0 <= u1 <= 1.1 and -0.1 <= v0 <= v1 <= 1.1
-    with_flip = [transforms.sample_augment_params(rng, augment=1.0, flip=True) for _ in range(100)]
-    assert any(p.flip for p in with_flip)
-    never = [transforms.sample_augment_params(rng, augment=0.0, flip=True) for _ in range(50)]
-    assert all(p == transforms.AugmentParams(k=p.k) for p in never)
-    with pytest.raises(ValueError, match="augment"):
-        transforms.sample_augment_params(rng, augment=1.5, flip=True)
-
-
 def test_edge_angle_labels_through_both_loaders(data_dir):
     (batch,) = list(
         pipeline.make_eval_loader(

@@ -255,6 +255,23 @@ def test_mae_plain_absolute_difference():
     np.testing.assert_allclose(np.asarray(err_jax), [[20.0, 340.0, 0.5]], atol=1e-5)
 
 
+def test_wrapped_mae_is_the_smallest_of_five_differences():
+    rng = np.random.default_rng(0)
+    pred = rng.uniform(-720, 720, (200, 3))
+    gt = rng.uniform(-100, 100, (200, 3))
+    d = pred - gt
+    direct = np.abs(np.stack([d, d + 360, d - 360, d + 180, d - 180])).min(0)
+    np.testing.assert_allclose(pose.wrapped_mae(pred, gt), direct, atol=1e-9)
+    # By hand: 20 -> 20; 340 -> 20 (one turn less); 181 -> 1 (a half turn); 540 -> 180.
+    known = pose.wrapped_mae(np.array([[10.0, -170.0, 91.0]]), np.array([[-10.0, 170.0, -90.0]]))
+    np.testing.assert_allclose(known, [[20.0, 20.0, 1.0]])
+    np.testing.assert_allclose(pose.wrapped_mae(np.array([540.0, 0, 0]), np.zeros(3)), [180, 0, 0])
+    err_jax = pose.wrapped_mae(jnp.asarray(pred), jnp.asarray(gt))
+    assert isinstance(err_jax, jax.Array)
+    np.testing.assert_allclose(np.asarray(err_jax), direct, atol=1e-3)
+    assert set(pose.ANGLE_ERRORS) == {"plain", "wrapped"}
+
+
 def test_geodesic_and_maev_known_rotations():
     eye = np.eye(3)
     roll90 = pose.rotation_from_euler(np.array([0.0, 0.0, 90.0]))

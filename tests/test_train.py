@@ -46,7 +46,13 @@ from train_support import (
 )
 
 from hpe_jax import train
-from hpe_jax.checkpoint import MODEL_VARIABLES, load_model, save_model, save_train_state
+from hpe_jax.checkpoint import (
+    MODEL_VARIABLES,
+    load_model,
+    read_meta,
+    save_model,
+    save_train_state,
+)
 from hpe_jax.compiler_options import compiler_options, ynnpack_convolutions
 from hpe_jax.convert_torch import torch_entries
 from hpe_jax.data.pipeline import make_train_loader
@@ -201,6 +207,24 @@ def test_best_validation_mae_survives_a_restart(shards, tmp_path):
     )
     trainer.best_manager.wait_until_finished()
     assert Trainer(config, tmp_path).best_mean_mae() == 4.25
+    # Measured with another angle error: not comparable, the next validation becomes the best.
+    config.val_metric = "wrapped"
+    assert Trainer(config, tmp_path).best_mean_mae() == float("inf")
+    config.val_metric = "circular"
+    with pytest.raises(ValueError, match="val_metric"):
+        Trainer(config, tmp_path)
+
+
+def test_validation_uses_and_names_the_configured_angle_error(shards, tmp_path):
+    config = standard_config(shards.train, data__val_dir=str(shards.test), val_metric="wrapped")
+    trainer = Trainer(config, tmp_path)
+    wrapped = trainer.validate()
+    config.val_metric = "plain"
+    plain = trainer.validate()
+    assert (wrapped["angle_error"], plain["angle_error"]) == ("wrapped", "plain")
+    for angle in ("yaw", "pitch", "roll"):
+        assert wrapped[angle] <= plain[angle]
+    assert wrapped["maev"] == plain["maev"] and wrapped["num_images"] == plain["num_images"]
 
 
 @pytest.fixture(scope="module")
@@ -489,3 +513,5 @@ def test_small_main_job_prints_the_table_and_logs_train_and_val(cache_dir, tmp_p
     val = [r for r in records if r["kind"] == "val"]
     assert len(val) == 1 and val[0]["step"] == TOTAL_STEPS
     assert val[0]["num_images"] == report["num_images"] > 0
+    assert val[0]["angle_error"] == report["angle_error"] == "plain"
+    assert read_meta(workdir / "best")["val"]["angle_error"] == "plain"

@@ -56,8 +56,11 @@ class TrainTransform(grain.transforms.RandomMap):
 
     Attributes:
       target_size: output side S, pixels.
-      augment: probability of a geometric + photometric augmentation.
-      flip: whether horizontal flips are among the geometric options.
+      augment: probability of augmenting a record (a geometric op and a photometric step).
+      flip: whether horizontal flips are among the geometric ops.
+
+    Records with a face box are augmented as 300W-LP / DAD-3DHeads, records without one as BIWI
+    face crops (no crop, no shift).
     """
 
     target_size: int
@@ -66,7 +69,13 @@ class TrainTransform(grain.transforms.RandomMap):
 
     def random_map(self, element: bytes, rng: np.random.Generator) -> dict[str, np.ndarray]:
         rec = decode_record(element)
-        params = transforms.sample_augment_params(rng, augment=self.augment, flip=self.flip)
+        params = transforms.sample_augment_params(
+            rng,
+            augment=self.augment,
+            flip=self.flip,
+            has_box=rec["box"] is not None,
+            size=self.target_size,
+        )
         image, angles = transforms.augment_example(
             rec["image"], rec["box"], rec["pose"], params, self.target_size
         )

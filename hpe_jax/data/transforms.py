@@ -1,30 +1,38 @@
-"""Crop, augmentation and normalisation of face images (numpy / PIL, pure functions).
+"""Crop, training augmentation and normalisation of face images (numpy, PIL and OpenCV).
 
-Images are (H, W, 3) uint8 RGB on input and (S, S, 3) float32 NHWC-ready on output, normalised
-with the ImageNet mean and std. Boxes are (x_min, y_min, x_max, y_max) in pixels. Angles are
-degrees, order (yaw, pitch, roll).
+Images are (H, W, 3) uint8 RGB on input; training and evaluation examples are (S, S, 3) float32
+NHWC, normalised with the ImageNet mean and std. Boxes are (x_min, y_min, x_max, y_max) in
+pixels. Angles are degrees, order (yaw, pitch, roll). ``int()`` below truncates toward zero; u is
+a fresh draw of U[0, 1).
 
-Training (the original's pipeline, albumentations-style, re-implemented cheaply):
+Training sample (the original's dataset code, step for step; ``sample_augment_params`` draws the
+choices, ``augment_image`` applies them), S the target size:
 
-1. Loose crop factor ``k ~ U[0.2, 0.4]`` (``loose_box``); records without a box (BIWI) use the
-   whole image instead.
-2. With probability ``augment``, one geometric option chosen uniformly among
-   ``flip`` (only when enabled), ``shift``, ``scale`` and ``crop``, and one photometric option
-   chosen uniformly among ``blur``, ``brightness_contrast``, ``noise`` and ``none``; otherwise
-   the plain crop with no photometric change. Parameters:
+1. Records with a tight face box (300W-LP, DAD-3DHeads): the loose box with
+   ``k = 0.2 + 0.2 u`` (``loose_box``). Records without a box (BIWI face crops): the whole image,
+   never cropped.
+2. If ``augment > 0`` and ``u <= augment``: one geometric op, uniform over ``flip``, ``shift``,
+   ``scale``, ``none`` for boxed records and over ``flip``, ``scale``, ``none`` for face crops
+   (``flip`` only when enabled):
 
-   - ``shift``: the crop window moves by ``U[-0.1, 0.1]`` of its width and of its height;
-   - ``scale`` (random-resized-crop): a sub-window of area ``U[0.8, 1.0]`` of the crop and
-     aspect ratio ``exp(U[log 3/4, log 4/3])`` relative to the crop's (clipped to fit), placed
-     uniformly inside it;
-   - ``flip``: the crop is mirrored left-right after resizing, yaw and roll change sign;
-   - ``blur``: Gaussian blur with standard deviation ``U[0.1, 2.0]`` pixels (at the output
-     size);
-   - ``brightness_contrast``: ``x * (1 + c) + 255 * b`` with ``c, b ~ U[-0.2, 0.2]``, clipped
-     to [0, 255];
-   - ``noise``: additive Gaussian noise of standard deviation ``U[0, 10]`` (of 255), clipped.
+   - ``flip``: crop (box truncated with ``int()``, black outside the image), mirror left-right,
+     negate yaw and roll;
+   - ``shift``: the loose box of the same width w and height h centred at
+     ``(int(cx) + w kx, int(cy) + h ky)`` with (cx, cy) its centre and
+     ``kx, ky = 0.2 u - 0.1`` (``shifted_box``), then the crop;
+   - ``scale``: the crop resized to S x S (PIL bilinear, antialiased), then torchvision's
+     ``RandomResizedCrop(S, scale=(0.8, 1), ratio=(3/4, 4/3))`` (``random_resized_crop_window``,
+     ``resized_crop``);
+   - ``none``: the crop.
 
-3. Resize to (S, S) (PIL bilinear, antialiased), ImageNet normalisation.
+   Then one photometric step ``r`` uniform over 1..4. For r in 1..3 the image is resized to S x S
+   with OpenCV INTER_LINEAR (no antialias; ``opencv_resize``), then with probability 0.5 op r
+   acts: 1 ``gaussian_blur`` (kernel 3, 5, 7 with probability 0.2, 0.4, 0.4, sigma 0), 2
+   ``brightness_contrast`` (``alpha = 1 + U[-0.2, 0.2]``, ``beta = U[-0.2, 0.2]``), 3
+   ``gauss_noise`` (variance ``U[10, 50]``). r = 4: nothing. Each op so acts on 1/8 of the
+   augmented samples and none on 5/8.
+3. Otherwise: the crop.
+4. Resize to S x S (PIL bilinear, antialiased; the identity on an S x S image), normalise.
 
 Evaluation: AFLW2000 crops with ``k = 0.2`` and resizes; BIWI resizes to the square
 ``input_size`` and centre-crops ``crop_size`` (torchvision ``Resize((s, s))`` + ``CenterCrop``).
@@ -33,9 +41,11 @@ Evaluation: AFLW2000 crops with ``k = 0.2`` and resizes; BIWI resizes to the squ
 from __future__ import annotations
 
 import dataclasses
+import math
 
+import cv2
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -47,15 +57,17 @@ EVAL_K = 0.2
 SHIFT_FRACTION = 0.1
 SCALE_AREA_RANGE = (0.8, 1.0)
 SCALE_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
-BLUR_SIGMA_RANGE = (0.1, 2.0)
+SCALE_TRIES = 10
+PHOTOMETRIC_STEPS = 4  # r uniform over 1..4; r in 1..3 names PHOTOMETRIC_OPS[r - 1]
+PHOTOMETRIC_P = 0.5
+BLUR_KERNEL_RANGE = (3, 7)
 BRIGHTNESS_LIMIT = 0.2
 CONTRAST_LIMIT = 0.2
-NOISE_STD_MAX = 10.0
+NOISE_VAR_RANGE = (10.0, 50.0)
 
-GEOMETRIC_OPS = ("flip", "shift", "scale", "crop")
-PHOTOMETRIC_OPS = ("blur", "brightness_contrast", "noise", "none")
-
-_FULL_WINDOW = (0.0, 0.0, 1.0, 1.0)
+GEOMETRIC_OPS = ("flip", "shift", "scale", "none")
+FACE_CROP_GEOMETRIC_OPS = ("flip", "scale", "none")
+PHOTOMETRIC_OPS = ("blur", "brightness_contrast", "noise")
 
 
 def _as_box(box) -> np.ndarray:
@@ -82,7 +94,7 @@ def loose_box(box, k: float) -> np.ndarray:
 
     Args:
       box: (4,) tight box (x_min, y_min, x_max, y_max), pixels.
-      k: loosening factor (training draws it from [0.2, 0.4], evaluation uses 0.2).
+      k: loosening factor (training draws it from [0.2, 0.4), evaluation uses 0.2).
 
     Returns:
       (4,) float64 loose box, pixels (may extend outside the image).
@@ -95,41 +107,56 @@ def loose_box(box, k: float) -> np.ndarray:
     return np.array([x_min, y_min, x_max, y_max])
 
 
-def sub_box(box, window: tuple[float, float, float, float]) -> np.ndarray:
-    """The part of ``box`` given by ``window`` in units of the box's width and height.
+def shifted_box(box, kx: float, ky: float) -> np.ndarray:
+    """The training shift: the box of the same size centred at ``(int(cx) + w kx, int(cy) + h ky)``.
+
+    (cx, cy) is the centre of ``box`` truncated toward zero, w and h its (untruncated) width and
+    height.
 
     Args:
       box: (4,) box (x_min, y_min, x_max, y_max), pixels.
-      window: (u0, v0, u1, v1); (0, 0, 1, 1) is the box itself, (0.1, 0, 1.1, 1) the box moved
-        right by a tenth of its width.
+      kx, ky: shift in units of the width and of the height (training: in [-0.1, 0.1)).
 
     Returns:
       (4,) float64 box, pixels.
     """
-    b = _as_box(box)
-    w, h = b[2] - b[0], b[3] - b[1]
-    u0, v0, u1, v1 = window
-    return np.array([b[0] + u0 * w, b[1] + v0 * h, b[0] + u1 * w, b[1] + v1 * h])
+    x_min, y_min, x_max, y_max = _as_box(box).tolist()
+    w, h = x_max - x_min, y_max - y_min
+    cx = int((x_max + x_min) / 2) + w * kx
+    cy = int((y_max + y_min) / 2) + h * ky
+    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
 
-def crop_resize(image: Image.Image, box, size: int) -> Image.Image:
-    """Crops ``box`` out of ``image`` as PIL does and resizes the crop to ``size`` x ``size``.
-
-    The coordinates are truncated with ``int()`` as the original's ``img.crop((int(x_min), ...))``;
-    regions outside the image are filled black (PIL crop semantics). Resizing is PIL bilinear.
+def crop(image: Image.Image, box) -> Image.Image:
+    """``image.crop`` of ``box`` with its coordinates truncated by ``int()`` (the original's crop);
+    regions outside the image are black.
 
     Args:
       image: RGB PIL image.
       box: (4,) box (x_min, y_min, x_max, y_max), pixels.
-      size: output side S, pixels.
 
     Returns:
-      (S, S) RGB PIL image.
+      RGB PIL image of (int(x_max) - int(x_min)) x (int(y_max) - int(y_min)) pixels.
     """
     x_min, y_min, x_max, y_max = (int(v) for v in _as_box(box))
     if x_max <= x_min or y_max <= y_min:
         raise ValueError(f"crop box {[x_min, y_min, x_max, y_max]} is empty after truncation")
-    return image.crop((x_min, y_min, x_max, y_max)).resize((size, size), Image.Resampling.BILINEAR)
+    return image.crop((x_min, y_min, x_max, y_max))
+
+
+def resize(image: Image.Image, size: int) -> Image.Image:
+    """torchvision ``Resize((size, size))`` of a PIL image: PIL bilinear with antialias (a copy
+    when the image is already ``size`` x ``size``)."""
+    return image.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def crop_resize(image: Image.Image, box, size: int) -> Image.Image:
+    """``crop`` then ``resize`` to ``size`` x ``size`` (the evaluation crop).
+
+    Returns:
+      (size, size) RGB PIL image.
+    """
+    return resize(crop(image, box), size)
 
 
 def resize_center_crop(image: Image.Image, input_size: int, crop_size: int) -> Image.Image:
@@ -142,9 +169,90 @@ def resize_center_crop(image: Image.Image, input_size: int, crop_size: int) -> I
     """
     if crop_size > input_size:
         raise ValueError(f"crop_size {crop_size} must not exceed input_size {input_size}")
-    image = image.resize((input_size, input_size), Image.Resampling.BILINEAR)
+    image = resize(image, input_size)
     start = round((input_size - crop_size) / 2.0)
     return image.crop((start, start, start + crop_size, start + crop_size))
+
+
+def random_resized_crop_window(rng: np.random.Generator, size: int) -> tuple[int, int, int, int]:
+    """torchvision ``RandomResizedCrop.get_params`` on a ``size`` x ``size`` image, scale
+    (0.8, 1.0), ratio (3/4, 4/3).
+
+    Up to 10 tries of area ``size**2 * U[0.8, 1.0]`` and ratio ``r = exp(U[log 3/4, log 4/3])``:
+    width ``round(sqrt(area r))``, height ``round(sqrt(area / r))``; the first that fits is placed
+    uniformly (every integer offset equally likely). A window that does not fit is redrawn, never
+    clipped; after 10 misfits the whole image.
+
+    Returns:
+      (left, top, width, height), integer pixels, inside the image.
+    """
+    area = size * size
+    log_ratio = (math.log(SCALE_RATIO_RANGE[0]), math.log(SCALE_RATIO_RANGE[1]))
+    for _ in range(SCALE_TRIES):
+        target = area * float(rng.uniform(*SCALE_AREA_RANGE))
+        ratio = math.exp(float(rng.uniform(*log_ratio)))
+        w = round(math.sqrt(target * ratio))
+        h = round(math.sqrt(target / ratio))
+        if 0 < w <= size and 0 < h <= size:
+            top = int(rng.integers(0, size - h + 1))
+            left = int(rng.integers(0, size - w + 1))
+            return left, top, w, h
+    return 0, 0, size, size
+
+
+def resized_crop(image: Image.Image, window: tuple[int, int, int, int], size: int) -> Image.Image:
+    """The ``window`` (left, top, width, height) of ``image`` resized to ``size`` x ``size``
+    (PIL bilinear, antialiased), as torchvision's ``resized_crop`` on a PIL image."""
+    left, top, w, h = window
+    return resize(image.crop((left, top, left + w, top + h)), size)
+
+
+def opencv_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8, OpenCV INTER_LINEAR (no antialias); unchanged
+    when already that size (albumentations ``Resize``)."""
+    if image.shape[:2] == (size, size):
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def gaussian_blur(image: np.ndarray, kernel: int) -> np.ndarray:
+    """albumentations' ``GaussianBlur``: OpenCV's with a ``kernel`` x ``kernel`` kernel (odd) and
+    sigma 0, border reflect 101. (H, W, 3) uint8.
+
+    For sizes 3, 5 and 7 OpenCV then uses its fixed separable kernels [1 2 1] / 4,
+    [1 4 6 4 1] / 16 and [2 7 14 18 14 7 2] / 64 (larger sizes: a Gaussian of sigma
+    ``0.3 ((kernel - 1) / 2 - 1) + 0.8``)."""
+    return cv2.GaussianBlur(image, (kernel, kernel), 0)
+
+
+def brightness_contrast(image: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """albumentations' uint8 brightness / contrast: ``lut[v] = v alpha + 255 beta`` (float32),
+    clipped to [0, 255] and truncated to uint8, applied per pixel and channel. (H, W, 3) uint8."""
+    lut = np.arange(256, dtype=np.float32)
+    lut *= np.float32(alpha)
+    lut += np.float32(beta * 255.0)
+    lut = np.clip(lut, 0.0, 255.0).astype(np.uint8)
+    return lut[image]
+
+
+def gauss_noise(image: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """Adds N(0, sigma) noise per pixel and channel in float32, clips to [0, 255] and truncates.
+
+    The noise is ``np.random.default_rng(seed).standard_normal(image.shape, np.float32) * sigma``.
+
+    Args:
+      image: (H, W, 3) uint8.
+      sigma: standard deviation in grey levels (training: sqrt(U[10, 50])).
+      seed: seed of the noise pattern.
+
+    Returns:
+      (H, W, 3) uint8.
+    """
+    x = np.random.default_rng(seed).standard_normal(image.shape, np.float32)
+    x *= np.float32(sigma)
+    x += image
+    np.clip(x, 0.0, 255.0, out=x)
+    return x.astype(np.uint8)
 
 
 def normalize(image) -> np.ndarray:
@@ -161,115 +269,175 @@ def normalize(image) -> np.ndarray:
     return x
 
 
+def denormalize(image: np.ndarray) -> np.ndarray:
+    """The inverse of ``normalize`` for images that were uint8: (..., 3) float32 -> uint8 (rounded,
+    exact for ``normalize`` of a uint8 image)."""
+    x = (np.asarray(image, np.float32) + _NORM_OFFSET) / _NORM_SCALE
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
 @dataclasses.dataclass(frozen=True)
 class AugmentParams:
-    """Every random choice of one training example (see the module docstring).
+    """Every random choice of one training example (module docstring).
 
     Attributes:
-      k: loose-crop factor.
-      window: crop window in units of the loose box, or of the whole image when there is no
-        box (see ``sub_box``).
-      flip: mirror left-right (negates yaw and roll).
-      photometric: one of ``PHOTOMETRIC_OPS``.
-      blur_sigma: Gaussian blur standard deviation, output pixels.
-      contrast: contrast change c (multiplier 1 + c).
-      brightness: brightness change b (offset 255 * b).
-      noise_std: noise standard deviation, in 0..255 units.
-      noise_seed: seed of the noise pattern.
+      k: loose-box factor (unused without a box).
+      augmented: whether the sample was drawn for augmentation (u <= augment).
+      geometric: one of ``GEOMETRIC_OPS`` (``none`` when not augmented).
+      shift: (kx, ky) of ``shifted_box`` (``shift`` only).
+      window: (left, top, width, height) of the ``scale`` window in the S x S image
+        (``random_resized_crop_window``; ``scale`` only).
+      opencv_resize: whether the photometric step resizes with OpenCV (r in 1..3).
+      photometric: the op of ``PHOTOMETRIC_OPS`` that acts, or ``none``.
+      blur_kernel: ``blur`` kernel size, 3, 5 or 7.
+      alpha: ``brightness_contrast`` contrast multiplier.
+      beta: ``brightness_contrast`` brightness offset, in units of 255.
+      noise_sigma: ``noise`` standard deviation, grey levels.
+      noise_seed: ``noise`` pattern seed (``gauss_noise``).
     """
 
     k: float
-    window: tuple[float, float, float, float] = _FULL_WINDOW
-    flip: bool = False
+    augmented: bool = False
+    geometric: str = "none"
+    shift: tuple[float, float] = (0.0, 0.0)
+    window: tuple[int, int, int, int] | None = None
+    opencv_resize: bool = False
     photometric: str = "none"
-    blur_sigma: float = 0.0
-    contrast: float = 0.0
-    brightness: float = 0.0
-    noise_std: float = 0.0
+    blur_kernel: int = 0
+    alpha: float = 1.0
+    beta: float = 0.0
+    noise_sigma: float = 0.0
     noise_seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.geometric not in GEOMETRIC_OPS:
+            raise ValueError(f"geometric must be one of {GEOMETRIC_OPS}, got {self.geometric!r}")
+        if self.photometric not in (*PHOTOMETRIC_OPS, "none"):
+            raise ValueError(
+                f"photometric must be one of {(*PHOTOMETRIC_OPS, 'none')}, got {self.photometric!r}"
+            )
+        if (self.geometric == "scale") != (self.window is not None):
+            raise ValueError("window is given exactly when geometric is 'scale'")
+        if self.photometric != "none" and not self.opencv_resize:
+            raise ValueError("a photometric op acts only after the OpenCV resize")
+        if self.photometric == "blur" and self.blur_kernel not in (3, 5, 7):
+            raise ValueError(f"blur_kernel must be 3, 5 or 7, got {self.blur_kernel}")
 
-def sample_augment_params(rng: np.random.Generator, *, augment: float, flip: bool) -> AugmentParams:
-    """Draws the random choices of one training example from ``rng``.
+
+def sample_augment_params(
+    rng: np.random.Generator, *, augment: float, flip: bool, has_box: bool, size: int
+) -> AugmentParams:
+    """Draws the random choices of one training example from ``rng`` (module docstring).
 
     Args:
       rng: the record's generator (grain gives one per record, fixed by seed and position).
-      augment: probability in [0, 1] of applying a geometric + photometric augmentation.
-      flip: whether the horizontal flip is one of the geometric options.
+      augment: probability in [0, 1] of augmenting (a geometric op and a photometric step).
+      flip: whether ``flip`` is one of the geometric ops.
+      has_box: whether the record has a face box (300W-LP, DAD); without one (BIWI face crops)
+        there is no ``shift``.
+      size: target side S, pixels (the ``scale`` window is drawn in the S x S image).
     """
     if not 0.0 <= augment <= 1.0:
         raise ValueError(f"augment must be a probability in [0, 1], got {augment}")
-    k = float(rng.uniform(*TRAIN_K_RANGE))
-    if rng.random() >= augment:
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    k0, k1 = TRAIN_K_RANGE
+    k = float(rng.random()) * (k1 - k0) + k0
+    if not (augment > 0.0 and rng.random() <= augment):
         return AugmentParams(k=k)
-    geometric_ops = GEOMETRIC_OPS if flip else GEOMETRIC_OPS[1:]
-    geometric = geometric_ops[rng.integers(len(geometric_ops))]
-    window = _FULL_WINDOW
-    if geometric == "shift":
-        dx, dy = rng.uniform(-SHIFT_FRACTION, SHIFT_FRACTION, size=2).tolist()
-        window = (dx, dy, 1.0 + dx, 1.0 + dy)
-    elif geometric == "scale":
-        area = rng.uniform(*SCALE_AREA_RANGE)
-        ratio = np.exp(rng.uniform(*np.log(SCALE_RATIO_RANGE)))
-        w = min(1.0, float(np.sqrt(area * ratio)))
-        h = min(1.0, float(np.sqrt(area / ratio)))
-        u0, v0 = rng.uniform(0.0, 1.0, size=2) * (1.0 - w, 1.0 - h)
-        window = (float(u0), float(v0), float(u0) + w, float(v0) + h)
-    photometric = PHOTOMETRIC_OPS[rng.integers(len(PHOTOMETRIC_OPS))]
-    params = {"k": k, "window": window, "flip": geometric == "flip", "photometric": photometric}
-    if photometric == "blur":
-        params["blur_sigma"] = float(rng.uniform(*BLUR_SIGMA_RANGE))
-    elif photometric == "brightness_contrast":
-        params["contrast"] = float(rng.uniform(-CONTRAST_LIMIT, CONTRAST_LIMIT))
-        params["brightness"] = float(rng.uniform(-BRIGHTNESS_LIMIT, BRIGHTNESS_LIMIT))
-    elif photometric == "noise":
-        params["noise_std"] = float(rng.uniform(0.0, NOISE_STD_MAX))
+    ops = GEOMETRIC_OPS if has_box else FACE_CROP_GEOMETRIC_OPS
+    if not flip:
+        ops = ops[1:]
+    params: dict = {"k": k, "augmented": True, "geometric": ops[int(rng.integers(len(ops)))]}
+    if params["geometric"] == "shift":
+        kx, ky = (rng.random(2) * (2 * SHIFT_FRACTION) - SHIFT_FRACTION).tolist()
+        params["shift"] = (kx, ky)
+    elif params["geometric"] == "scale":
+        params["window"] = random_resized_crop_window(rng, size)
+    step = int(rng.integers(1, PHOTOMETRIC_STEPS + 1))
+    if step > len(PHOTOMETRIC_OPS):
+        return AugmentParams(**params)
+    params["opencv_resize"] = True
+    if rng.random() >= PHOTOMETRIC_P:
+        return AugmentParams(**params)
+    op = params["photometric"] = PHOTOMETRIC_OPS[step - 1]
+    if op == "blur":
+        kernel = int(rng.integers(BLUR_KERNEL_RANGE[0], BLUR_KERNEL_RANGE[1] + 1))
+        params["blur_kernel"] = kernel + 1 if kernel % 2 == 0 else kernel
+    elif op == "brightness_contrast":
+        params["alpha"] = 1.0 + float(rng.uniform(-CONTRAST_LIMIT, CONTRAST_LIMIT))
+        params["beta"] = float(rng.uniform(-BRIGHTNESS_LIMIT, BRIGHTNESS_LIMIT))
+    else:
+        params["noise_sigma"] = math.sqrt(float(rng.uniform(*NOISE_VAR_RANGE)))
         params["noise_seed"] = int(rng.integers(2**63))
     return AugmentParams(**params)
 
 
-def _photometric(image: Image.Image, params: AugmentParams) -> np.ndarray:
-    """The photometric option of ``params`` applied; (H, W, 3) float32 in [0, 255]."""
-    op = params.photometric
-    if op not in PHOTOMETRIC_OPS:
-        raise ValueError(f"unknown photometric op {op!r}, expected one of {PHOTOMETRIC_OPS}")
-    if op == "blur":
-        image = image.filter(ImageFilter.GaussianBlur(radius=params.blur_sigma))
-    x = np.array(image, np.float32)
-    if op == "brightness_contrast":
-        x *= 1.0 + params.contrast
-        x += 255.0 * params.brightness
-        np.clip(x, 0.0, 255.0, out=x)
-    elif op == "noise":
-        noise = np.random.default_rng(params.noise_seed).standard_normal(x.shape, np.float32)
-        noise *= params.noise_std
-        x += noise
-        np.clip(x, 0.0, 255.0, out=x)
-    return x
+def photometric(image: np.ndarray, params: AugmentParams) -> np.ndarray:
+    """The photometric op of ``params`` on an (H, W, 3) uint8 image (the image itself for
+    ``none``)."""
+    if params.photometric == "blur":
+        return gaussian_blur(image, params.blur_kernel)
+    if params.photometric == "brightness_contrast":
+        return brightness_contrast(image, params.alpha, params.beta)
+    if params.photometric == "noise":
+        return gauss_noise(image, params.noise_sigma, params.noise_seed)
+    return image
+
+
+def augment_image(image: np.ndarray, box, params: AugmentParams, size: int) -> np.ndarray:
+    """The training image of ``params`` before normalisation (module docstring, steps 1-4).
+
+    Args:
+      image: (H, W, 3) uint8 RGB.
+      box: (4,) tight face box (x_min, y_min, x_max, y_max) in pixels, or None for a face crop
+        (BIWI: no loose box, no crop, no ``shift``).
+      params: the random choices (``sample_augment_params``).
+      size: output side S, pixels.
+
+    Returns:
+      (S, S, 3) uint8 RGB.
+    """
+    region = Image.fromarray(image)
+    if box is None:
+        if params.geometric == "shift":
+            raise ValueError("a face crop without a box has no 'shift' augmentation")
+    else:
+        base = loose_box(box, params.k)
+        if params.geometric == "shift":
+            base = shifted_box(base, *params.shift)
+        region = crop(region, base)
+    if params.geometric == "flip":
+        region = region.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    elif params.geometric == "scale":
+        region = resized_crop(resize(region, size), params.window, size)
+    if params.opencv_resize:
+        return photometric(opencv_resize(np.asarray(region), size), params)
+    return np.asarray(resize(region, size))
+
+
+def augment_angles(pose, params: AugmentParams) -> np.ndarray:
+    """(3,) degrees (yaw, pitch, roll) -> float32, yaw and roll negated by a ``flip``."""
+    angles = np.asarray(pose, np.float32).reshape(3).copy()
+    if params.geometric == "flip":
+        angles[[0, 2]] *= -1.0
+    return angles
 
 
 def augment_example(
     image: np.ndarray, box, pose, params: AugmentParams, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One training example: loose crop, geometric and photometric option, resize, normalise.
+    """One training example: ``augment_image``, normalised, and ``augment_angles``.
 
     Args:
       image: (H, W, 3) uint8 RGB.
-      box: (4,) tight face box (x_min, y_min, x_max, y_max) in pixels, or None to use the
-        whole image (no loose crop, e.g. BIWI face crops).
+      box: (4,) tight face box in pixels, or None for a face crop.
       pose: (3,) degrees (yaw, pitch, roll).
       params: the random choices (``sample_augment_params``).
       size: output side S, pixels.
 
     Returns:
       ``(image, angles)``: (S, S, 3) float32 normalised, and (3,) float32 degrees
-      (yaw, pitch, roll), yaw and roll negated when flipped.
+      (yaw, pitch, roll).
     """
-    pil = Image.fromarray(image)
-    base = (0.0, 0.0, pil.width, pil.height) if box is None else loose_box(box, params.k)
-    out = crop_resize(pil, sub_box(base, params.window), size)
-    angles = np.asarray(pose, np.float32).reshape(3).copy()
-    if params.flip:
-        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        angles[[0, 2]] *= -1.0
-    return normalize(_photometric(out, params)), angles
+    return normalize(augment_image(image, box, params, size)), augment_angles(pose, params)
