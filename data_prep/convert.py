@@ -40,8 +40,8 @@ from data_prep.publish import (
     check_split,
     publish,
     refuse_existing,
-    stale_staging,
     staging_root,
+    stale_staging,
 )
 
 log = logging.getLogger(__name__)
