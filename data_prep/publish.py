@@ -101,9 +101,12 @@ def publish(prepared: Path, final: Path, split: str) -> None:
     for path in prepared.iterdir():
         if path.name.startswith(prefix):
             os.replace(path, final / path.name)
-    metadata_path = final / METADATA_FILE
-    metadata = _read_json(metadata_path) if metadata_path.is_file() else {}
-    metadata[split] = _read_json(prepared / METADATA_FILE)[split]
-    _replace_json(metadata_path, metadata)
+    new_metadata = (
+        _read_json(prepared / METADATA_FILE) if (prepared / METADATA_FILE).is_file() else {}
+    )
+    if split in new_metadata:
+        metadata_path = final / METADATA_FILE
+        metadata = _read_json(metadata_path) if metadata_path.is_file() else {}
+        _replace_json(metadata_path, {**metadata, split: new_metadata[split]})
     info["splits"] = [*info.get("splits", []), new_split]
     _replace_json(final / INFO_FILE, info)

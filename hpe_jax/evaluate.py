@@ -31,6 +31,8 @@ WORKDIR_SUBDIRS = ("checkpoints", "best")
 # Errors of unusable inputs (files, their contents, wrong variant): reported in one message.
 LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError)
 MAX_MESSAGE_LINES = 12
+
+
 def _all_rows(x: jax.Array | np.ndarray) -> np.ndarray:
     """Every row of a batch on this host: a global array spanning processes is gathered."""
     if isinstance(x, jax.Array) and not x.is_fully_addressable:

@@ -169,6 +169,14 @@ class HeadPoseBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             )
         return {self._run.split: self._generate_examples(self._run)}
 
+    # TFDS prints "Downloading and preparing ..." and "... downloaded and prepared to <the
+    # staging folder>"; the converter reports the published dataset instead.
+    def _log_download_bytes(self) -> None:
+        pass
+
+    def _log_download_done(self) -> None:
+        pass
+
     def _example(self, sample: Sample) -> dict[str, Any]:
         fmt = self.source_format()
         example: dict[str, Any] = {
