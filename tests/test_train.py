@@ -49,7 +49,7 @@ from hpe_jax import train
 from hpe_jax.checkpoint import MODEL_VARIABLES, load_model, save_model, save_train_state
 from hpe_jax.compiler_options import compiler_options, ynnpack_convolutions
 from hpe_jax.convert_torch import torch_entries
-from hpe_jax.data.pipeline import make_train_loader
+from hpe_jax.data.loaders import GlobalBatches, data_sharding, make_loader
 from hpe_jax.models import HPENet, get_config
 from hpe_jax.train import Trainer, load_initial_weights
 
@@ -84,21 +84,12 @@ def keep_signal_handlers() -> Iterator[None]:
 
 
 def _first_batches(config, count: int) -> list[dict[str, np.ndarray]]:
-    """The first ``count`` batches ``train_and_evaluate`` feeds with ``config`` (one process)."""
-    data = config.data
-    loader = make_train_loader(
-        data.train_dir,
-        data.train_split,
-        batch_size=config.batch_size,
-        target_size=data.image_size,
-        augment=data.augment,
-        flip=data.flip,
-        seed=config.seed,
-        worker_count=data.worker_count,
-        num_threads=data.num_threads,
-    )
-    iterator = iter(loader)
-    return [{k: np.array(v) for k, v in next(iterator).items()} for _ in range(count)]
+    """The first ``count`` batches ``train_and_evaluate`` feeds with ``config`` (one process),
+    as host arrays."""
+    iterator = make_loader(config, "train", data_sharding())
+    batches = [{k: np.array(v) for k, v in next(iterator).items()} for _ in range(count)]
+    iterator.close()
+    return batches
 
 
 class _Records(logging.Handler):
@@ -215,13 +206,14 @@ def four_steps(shards, cache_dir, tmp_path_factory) -> SimpleNamespace:
     for i, batch in enumerate(batches):
         with _jax_compile_log() as log:
             trainer.state, metrics = trainer.step_fn(
-                trainer.state, trainer.global_batch(batch), trainer.rest
+                trainer.state, jax.device_put(batch, trainer.batch_sharding), trainer.rest
             )
             losses.append(float(metrics["loss"]))
         logs.append([m for m in log if "train_step" in m])
         if i == 0:
             after_first = host_state(trainer.state)
-    compiled = trainer.step_fn.lower(trainer.state, trainer.global_batch(batches[0]), trainer.rest)
+    first = jax.device_put(batches[0], trainer.batch_sharding)
+    compiled = trainer.step_fn.lower(trainer.state, first, trainer.rest)
     return SimpleNamespace(
         compiled_hlo=compiled.compile().as_text(),
         step_fn=trainer.step_fn,
@@ -331,22 +323,33 @@ NAN_AT_STEP = 3  # the images of the third batch are NaN
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     shards, four_steps, keep_signal_handlers, monkeypatch, tmp_path
 ):
-    class PoisonedTrainer(Trainer):
-        """The real loop's Trainer, fed NaN images at step 3; it reuses the compiled step of
-        ``four_steps`` (same config), so this test compiles nothing."""
+    class ReusingTrainer(Trainer):
+        """The real loop's Trainer with the compiled step of ``four_steps`` (same config), so
+        this test compiles nothing."""
 
         def __init__(self, config, workdir):
             super().__init__(config, workdir)
             self.step_fn = four_steps.step_fn
-            self.calls = 0
 
-        def global_batch(self, batch):
+    class PoisonedBatches(GlobalBatches):
+        """The real loop's training batches, the images of batch ``NAN_AT_STEP`` NaN."""
+
+        calls = 0
+
+        def __next__(self):
+            batch = super().__next__()
             self.calls += 1
             if self.calls == NAN_AT_STEP:
-                batch = {**batch, "image": np.full_like(batch["image"], np.nan)}
-            return super().global_batch(batch)
+                nan = np.full(batch["image"].shape, np.nan, np.float32)
+                batch = {**batch, "image": jax.device_put(nan, self.sharding)}
+            return batch
 
-    monkeypatch.setattr(train, "Trainer", PoisonedTrainer)
+    def poisoned_loader(config, split, sharding, **kwargs):
+        loader = make_loader(config, split, sharding, **kwargs)
+        return PoisonedBatches(loader.local, loader.sharding)
+
+    monkeypatch.setattr(train, "Trainer", ReusingTrainer)
+    monkeypatch.setattr(train, "make_loader", poisoned_loader)
     workdir = tmp_path / "work"
     config = standard_config(shards.train, checkpoint_every_steps=2)
     with pytest.raises(
