@@ -86,10 +86,10 @@ def aflw(tmp_path_factory) -> tuple[Path, list[dict]]:
     generated samples."""
     root = tmp_path_factory.mktemp("aflw")
     samples = generate("aflw2000", NUM_AFLW, root / "raw", seed=3, image_size=IMAGE_SIZE)
-    convert("aflw2000", root / "raw", root / "shards", split="test", progress=False)
+    convert("aflw2000", root / "raw", root / "data", split="test", progress=False)
     kept = [s for s in samples if s["kept"]]
     assert 0 < len(kept) < NUM_AFLW  # some beyond 99 degrees, filtered as the protocol says
-    return root / "shards", kept
+    return root / "data", kept
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +145,8 @@ def _direct_metrics(step_dir: Path, config: ml_collections.ConfigDict) -> dict[s
 
 
 def test_step_dir_matches_a_direct_computation(aflw, workdir, capsys):
-    shards, kept = aflw
-    config = _eval_config(shards)
+    data_dir, kept = aflw
+    config = _eval_config(data_dir)
     step = workdir / "checkpoints" / "1"
     report = evaluate.evaluate_and_report(config, step)
     printed = capsys.readouterr().out
@@ -211,8 +211,8 @@ def test_cli_prints_and_writes_what_run_returns(aflw, workdir, tmp_path):
 
 
 def test_torch_checkpoint_matches_the_torch_network(aflw, torch_file, capsys):
-    shards, kept = aflw
-    config = _eval_config(shards)
+    data_dir, kept = aflw
+    config = _eval_config(data_dir)
     report = evaluate.evaluate_and_report(config, torch_file)
     printed = capsys.readouterr().out
     assert json.loads((torch_file.parent / f"7_{REPORT}").read_text()) == report
@@ -222,7 +222,7 @@ def test_torch_checkpoint_matches_the_torch_network(aflw, torch_file, capsys):
     torch.manual_seed(0)
     reference = build_reference_model("s").eval()
     loader = make_eval_loader(
-        shards, "test", batch_size=BATCH, mode="aflw2000", target_size=IMAGE_SIZE
+        data_dir, "test", batch_size=BATCH, mode="aflw2000", target_size=IMAGE_SIZE
     )
     errors = []
     with torch.no_grad():
@@ -239,8 +239,8 @@ def test_torch_checkpoint_matches_the_torch_network(aflw, torch_file, capsys):
 
 def test_biwi_mode_and_report_path(tmp_path, workdir):
     generate("biwi", 5, tmp_path / "raw", seed=5, image_size=72)
-    convert("biwi", tmp_path / "raw", tmp_path / "shards", split="test", progress=False)
-    config = _eval_config(tmp_path / "shards", "eval_biwi")
+    convert("biwi", tmp_path / "raw", tmp_path / "data", split="test", progress=False)
+    config = _eval_config(tmp_path / "data", "eval_biwi")
     config.data.val_input_size = 70  # resize the shorter side to 70, centre crop 64
     out = tmp_path / "biwi.json"
     report = evaluate.evaluate_and_report(config, workdir / "checkpoints" / "1", output=out)

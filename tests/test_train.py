@@ -34,7 +34,7 @@ from train_support import (
     assert_identical,
     host_state,
     max_abs_diff,
-    prepare_shards,
+    prepare_datasets,
     run,
     saved_items,
     session_cache_dir,
@@ -57,8 +57,8 @@ TIMEOUT = 600  # seconds per subprocess: a hang fails instead of blocking CI
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> SimpleNamespace:
-    return prepare_shards(tmp_path_factory)
+def datasets(tmp_path_factory) -> SimpleNamespace:
+    return prepare_datasets(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +136,10 @@ def _torch_checkpoint(path: Path) -> dict:
     return state_dict
 
 
-def test_transfer_from_torch_checkpoint_starts_from_its_weights(shards, tmp_path):
+def test_transfer_from_torch_checkpoint_starts_from_its_weights(datasets, tmp_path):
     path = tmp_path / "epoch_1.pkl"
     state_dict = _torch_checkpoint(path)
-    trainer = Trainer(standard_config(shards.train, init_from=str(path)), tmp_path / "work")
+    trainer = Trainer(standard_config(datasets.train, init_from=str(path)), tmp_path / "work")
     got = host_state(trainer.state)
     # Every variable, through the converter's layout transforms...
     model = nnx.merge(
@@ -178,10 +178,10 @@ def test_init_from_checkpoint_of_another_variant_is_a_clear_error(tmp_path):
             load_initial_weights(model, str(init_from))
 
 
-def test_best_validation_mae_survives_a_restart(shards, tmp_path):
+def test_best_validation_mae_survives_a_restart(datasets, tmp_path):
     """A resumed run compares new validations with the best MAE of the workdir, not with inf
     (which would replace a better checkpoint by the first validation after the restart)."""
-    config = standard_config(shards.train)
+    config = standard_config(datasets.train)
     trainer = Trainer(config, tmp_path)
     assert trainer.best_mean_mae() == float("inf")
     save_train_state(
@@ -195,10 +195,10 @@ def test_best_validation_mae_survives_a_restart(shards, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def four_steps(shards, cache_dir, tmp_path_factory) -> SimpleNamespace:
+def four_steps(datasets, cache_dir, tmp_path_factory) -> SimpleNamespace:
     """Four steps of a Trainer on this process's one device, with the compile log of each, and
     the compiled step's HLO text."""
-    config = standard_config(shards.train)
+    config = standard_config(datasets.train)
     trainer = Trainer(config, tmp_path_factory.mktemp("four_steps"))
     batches = _first_batches(config, 4)
     before = host_state(trainer.state)
@@ -253,13 +253,13 @@ LR = STANDARD["learning_rate"]
 
 
 @pytest.mark.slow
-def test_four_devices_match_one_device(four_steps, shards, cache_dir, tmp_path):
+def test_four_devices_match_one_device(four_steps, datasets, cache_dir, tmp_path):
     np.savez(tmp_path / "batch.npz", **four_steps.batches[0])
     result = run(
         [
             sys.executable,
             str(TESTS / "multidevice_step.py"),
-            str(shards.train),
+            str(datasets.train),
             str(tmp_path / "work"),
             str(tmp_path / "batch.npz"),
             str(tmp_path / "out.npz"),
@@ -321,7 +321,7 @@ NAN_AT_STEP = 3  # the images of the third batch are NaN
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
-    shards, four_steps, keep_signal_handlers, monkeypatch, tmp_path
+    datasets, four_steps, keep_signal_handlers, monkeypatch, tmp_path
 ):
     class ReusingTrainer(Trainer):
         """The real loop's Trainer with the compiled step of ``four_steps`` (same config), so
@@ -351,7 +351,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     monkeypatch.setattr(train, "Trainer", ReusingTrainer)
     monkeypatch.setattr(train, "make_loader", poisoned_loader)
     workdir = tmp_path / "work"
-    config = standard_config(shards.train, checkpoint_every_steps=2)
+    config = standard_config(datasets.train, checkpoint_every_steps=2)
     with pytest.raises(
         FloatingPointError,
         match=rf"NaN or Inf at step {NAN_AT_STEP};.* the last checkpoint, step 2, is intact",
@@ -368,7 +368,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
 
 @pytest.fixture(scope="module")
-def interrupted_run(shards, cache_dir, tmp_path_factory) -> SimpleNamespace:
+def interrupted_run(datasets, cache_dir, tmp_path_factory) -> SimpleNamespace:
     """An uninterrupted run checkpointing every step, and a run of the same config that is
     SIGKILLed after its step-2 checkpoint, then resumed and SIGTERMed after one more step."""
     root = tmp_path_factory.mktemp("interrupted")
@@ -377,12 +377,12 @@ def interrupted_run(shards, cache_dir, tmp_path_factory) -> SimpleNamespace:
     # Dropout and stochastic depth keep their default rates: their keys must be replayed.
     uninterrupted = start(
         train_main_command(
-            reference, shards.train, checkpoint_every_steps=1, keep_checkpoints=TOTAL_STEPS
+            reference, datasets.train, checkpoint_every_steps=1, keep_checkpoints=TOTAL_STEPS
         ),
         env,
         root / "reference.log",
     )
-    command = train_main_command(workdir, shards.train, checkpoint_every_steps=2)
+    command = train_main_command(workdir, datasets.train, checkpoint_every_steps=2)
     killed = start(command, env, root / "killed.log")
     wait_for(
         lambda: (workdir / "checkpoints" / "2" / "commit_success.txt").exists(),

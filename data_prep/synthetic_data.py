@@ -10,7 +10,7 @@ from data_prep.publish import split_sizes
 from data_prep.synthetic import generate
 
 
-def prepare_synthetic_shards(
+def prepare_synthetic_datasets(
     out_dir: str | Path,
     *,
     num_train: int,
