@@ -1,7 +1,7 @@
 """Evaluates head-pose checkpoints: MAE per angle, their mean, MAEV and geodesic error (degrees).
 
     python eval_main.py --config=configs/eval_aflw2000.py --checkpoint=PATH \\
-        --config.data.val_dir=SHARDS [--config.key=value ...]
+        --config.data.val_dir=DATASET [--config.key=value ...]
 
 PATH is an orbax checkpoint step directory, an original PyTorch checkpoint file (.pkl / .pth /
 .pt, converted on the fly as ``config.model.variant``), or a directory: a training workdir (every

@@ -1,7 +1,7 @@
 """Is the input pipeline ever the bottleneck of training? Loader rate against step rate.
 
-Writes ``--records`` synthetic 300W-LP-like records (``bench_pipeline.write_records``: 450x450
-JPEGs, boxes, poses), then measures, at ``--size`` and ``--batch``:
+Writes ``--records`` synthetic 300W-LP records as a TFDS dataset (``bench_pipeline.write_records``:
+450x450 JPEGs, boxes, poses), then measures, at ``--size`` and ``--batch``:
 
 1. the training loader alone (``bench_pipeline.measure``: ``make_train_loader`` with 0, 1 and 2
    grain workers, augmentation on), images/s;

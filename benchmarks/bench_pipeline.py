@@ -1,7 +1,8 @@
 """Images per second delivered by the training pipeline with 0, 1 and 2 grain workers.
 
-Writes ``--records`` records in the real 300W-LP format (450x450 RGB JPEG, about 30-40 KB, a face
-box, a pose) into a temporary folder, then for each worker count builds
+Generates ``--records`` synthetic heads in the real 300W-LP format (450x450 RGB JPEG + .mat,
+``data_prep.synthetic``) in a temporary folder and converts them (``python -m data_prep``'s
+``convert``) into a TFDS dataset, then for each worker count builds
 ``hpe_jax.data.pipeline.make_train_loader`` at ``--target_size``, skips ``--warmup`` batches
 (worker start-up included) and times ``--batches`` more. Prints a table and appends one JSON
 line to ``benchmarks/results/pipeline.jsonl``.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import io
 import json
 import os
 import platform
@@ -22,55 +22,22 @@ import time
 from pathlib import Path
 
 import grain
-import numpy as np
-from PIL import Image
 
-from data_prep.writer import ShardSetWriter
+from data_prep.convert import convert
+from data_prep.synthetic import generate
 from hpe_jax.data.pipeline import make_train_loader
-from hpe_jax.data.records import encode_record
 
 IMAGE_SIDE = 450
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.jsonl"
 
 
-def _random_jpeg(rng: np.random.Generator) -> bytes:
-    """A smooth random 450x450 RGB JPEG with a little noise (real-photo-like file size)."""
-    low = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
-    image = np.asarray(
-        Image.fromarray(low).resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.BICUBIC), np.float32
-    )
-    image = np.clip(image + rng.normal(0.0, 1.0, image.shape), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
-def write_records(out: Path, split: str, num: int, num_shards: int = 2, seed: int = 0) -> int:
-    """Writes ``num`` records into ``num_shards`` shards; returns the total JPEG bytes."""
-    rng = np.random.default_rng(seed)
-    total = 0
-    per_shard = -(-num // num_shards)
-    with ShardSetWriter(out, split, num_shards) as writer:
-        for i in range(num):
-            jpeg = _random_jpeg(rng)
-            total += len(jpeg)
-            x0, y0 = rng.uniform(120, 180, size=2)
-            side = rng.uniform(120, 180)
-            writer.write(
-                i // per_shard,
-                encode_record(
-                    dataset="bench",
-                    name=f"bench/{i}",
-                    image_bytes=jpeg,
-                    image_format="jpeg",
-                    pose=rng.uniform(-90, 90, size=3),
-                    rotation=np.eye(3),
-                    box=np.array([x0, y0, x0 + side, y0 + 1.1 * side]),
-                    landmarks=None,
-                ),
-            )
-        writer.commit({"dataset": "bench", "split": split})
-    return total
+def write_records(out: Path, split: str, num: int, seed: int = 0) -> int:
+    """Writes ``num`` synthetic 300W-LP records as split ``split`` of a TFDS dataset in data
+    dir ``out`` (raw files in ``out/raw``); returns the total JPEG bytes."""
+    raw = out / "raw"
+    generate("300w_lp", num, raw, seed, image_size=IMAGE_SIDE)
+    convert("300w_lp", raw, out, split=split, progress=False)
+    return sum(p.stat().st_size for p in raw.rglob("*.jpg"))
 
 
 def train_loader(

@@ -11,10 +11,10 @@ is ``--input_size 224 --crop 0`` (configs/eval_biwi.py with ``--config.data.val_
 Initialisation: the EfficientNetV2-S ImageNet-21k backbone, as configs/w300lp_scratch.py says.
 
 Data (``python -m data_prep --dataset biwi``): ``--filename_list biwi_train_list.txt --split
-train`` and ``--filename_list biwi_test_list.txt --split test``, both into the same folder:
+train`` and ``--filename_list biwi_test_list.txt --split test``, both into the same dataset:
 
     python train_main.py --config=configs/biwi_70_30.py --workdir=workdirs/biwi_70_30 \\
-        --config.data.train_dir=SHARDS_BIWI --config.data.val_dir=SHARDS_BIWI
+        --config.data.train_dir=DATA/biwi --config.data.val_dir=DATA/biwi
 """
 
 import ml_collections

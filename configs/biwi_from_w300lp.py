@@ -13,7 +13,7 @@ says 0, for 300W-LP; the BIWI recipe uses 1), validation on the 30 % split resiz
 
     python train_main.py --config=configs/biwi_from_w300lp.py \\
         --workdir=workdirs/biwi_from_w300lp \\
-        --config.data.train_dir=SHARDS_BIWI --config.data.val_dir=SHARDS_BIWI \\
+        --config.data.train_dir=DATA/biwi --config.data.val_dir=DATA/biwi \\
         [--config.init_from=W300LP_CHECKPOINT]
 """
 

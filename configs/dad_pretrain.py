@@ -14,7 +14,7 @@ Data (``python -m data_prep``): DAD-3DHeads as split ``train`` (``--dataset dad
 --filename_list DAD/train.json``), AFLW2000 as split ``test``:
 
     python train_main.py --config=configs/dad_pretrain.py --workdir=workdirs/dad_pretrain \\
-        --config.data.train_dir=SHARDS_DAD --config.data.val_dir=SHARDS_AFLW2000
+        --config.data.train_dir=DATA/dad3dheads --config.data.val_dir=DATA/aflw2000
 """
 
 import ml_collections

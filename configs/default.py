@@ -16,7 +16,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = get_model_config("s")
 
     config.data = ml_collections.ConfigDict()
-    config.data.train_dir = ""  # ArrayRecord shards from `python -m data_prep`
+    # TFDS datasets from `python -m data_prep`: a version folder (DATA/w300lp/1.0.0), a dataset
+    # folder (DATA/w300lp, newest version) or a data dir holding one dataset; local or gs://...
+    config.data.train_dir = ""
     config.data.train_split = "train"
     config.data.val_dir = ""  # empty: no validation
     config.data.val_split = "test"

@@ -2,8 +2,8 @@
 --dataset AFLW2000 --input_size 224 --crop 0``): loose crop of the face box with k = 0.2, resize
 to 224, the 1,969 images with every |angle| <= 99 degrees.
 
-    python -m data_prep --dataset aflw2000 --data_dir AFLW2000 --output_dir SHARDS --split test
-    python eval_main.py --config=configs/eval_aflw2000.py --config.data.val_dir=SHARDS \\
+    python -m data_prep --dataset aflw2000 --data_dir AFLW2000 --output_dir DATA --split test
+    python eval_main.py --config=configs/eval_aflw2000.py --config.data.val_dir=DATA/aflw2000 \\
         --checkpoint=WORKDIR_OR_CHECKPOINT
 
 Set ``--config.model.variant`` (s, m, l) for a checkpoint of another backbone.

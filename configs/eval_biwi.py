@@ -9,8 +9,8 @@ For models trained on BIWI (``--input_size 224 --crop 0``, the 30 % test split
 (configs/biwi_70_30.py validates that way).
 
     python -m data_prep --dataset biwi --data_dir BIWI --filename_list biwi_list.txt \\
-        --output_dir SHARDS --split test
-    python eval_main.py --config=configs/eval_biwi.py --config.data.val_dir=SHARDS \\
+        --output_dir DATA --split test
+    python eval_main.py --config=configs/eval_biwi.py --config.data.val_dir=DATA/biwi \\
         --checkpoint=WORKDIR_OR_CHECKPOINT [--config.data.val_input_size=224]
 
 As the original, the image is resized to a square (``Resize((240, 240))``) before the crop.

@@ -9,7 +9,7 @@ degrees) comes from this chain: DAD-3DHeads (configs/dad_pretrain.py), then this
 ``workdirs/dad_pretrain``; the original's released DAD checkpoint (.pkl) works as well:
 
     python train_main.py --config=configs/w300lp_from_dad.py --workdir=workdirs/w300lp_from_dad \\
-        --config.data.train_dir=SHARDS_300W_LP --config.data.val_dir=SHARDS_AFLW2000 \\
+        --config.data.train_dir=DATA/w300lp --config.data.val_dir=DATA/aflw2000 \\
         [--config.init_from=DAD_CHECKPOINT]
 """
 

@@ -16,7 +16,7 @@ ImageNet-21k backbone (``efficientnetv2-s-21k.npy``). (Its train.py defaults ``-
 Data (``python -m data_prep``): 300W-LP as split ``train``, AFLW2000 as split ``test``:
 
     python train_main.py --config=configs/w300lp_scratch.py --workdir=workdirs/w300lp_scratch \\
-        --config.data.train_dir=SHARDS_300W_LP --config.data.val_dir=SHARDS_AFLW2000
+        --config.data.train_dir=DATA/w300lp --config.data.val_dir=DATA/aflw2000
 
 ``--config.init_from=''`` trains from a random initialisation.
 """

@@ -1,14 +1,12 @@
-"""Dataset converters into ArrayRecord shards (``python -m data_prep``) and their readers.
+"""Dataset converters into TFDS datasets (``python -m data_prep``) and their reader.
 
-``read_records`` is imported on first use: it needs ``hpe_jax`` (which loads JAX / Flax),
-and the converter's worker processes, which import this package, must not pay for that.
+``read_records`` is imported on first use: it needs ``hpe_jax`` and TFDS, and the converter's
+worker processes, which import this package, must not pay for that.
 """
 
 from typing import Any
 
-from hpe_jax.data.layout import shard_paths
-
-__all__ = ["read_records", "shard_paths"]
+__all__ = ["read_records"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,8 +1,10 @@
-"""Looks at a converted split: ``python -m data_prep.inspect OUT --split NAME``.
+"""Looks at a converted split: ``python -m data_prep.inspect DATASET --split NAME``.
 
-Prints the metadata and the first records; ``--contact_sheet PATH.png`` also saves a grid of
-the first ``--num`` images with their tight box (yellow) and pose axes drawn HopeNet-style
-(x red, y green drawn downward, z blue out of the face) at the box centre.
+DATASET is a TFDS dataset written by ``python -m data_prep`` (its version folder, dataset folder
+or a data dir holding only it). Prints the split's metadata and the first records;
+``--contact_sheet PATH.png`` also saves a grid of the first ``--num`` images with their tight
+box (yellow) and pose axes drawn HopeNet-style (x red, y green drawn downward, z blue out of the
+face) at the box centre.
 
 ``--augment N`` instead shows what the network is trained on: the first N samples of the
 training loader (``make_train_loader`` with ``--seed``, ``--augment_prob``, default 0.5 as the
@@ -26,8 +28,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from data_prep.reader import read_records
-from hpe_jax.data.layout import read_metadata
 from hpe_jax.data.pipeline import make_train_loader
+from hpe_jax.data.source import check_split, dataset_label, open_dataset, split_metadata
 from hpe_jax.data.transforms import denormalize
 
 LISTED = 5
@@ -104,6 +106,19 @@ def contact_sheet(records: Sequence[dict[str, Any]], columns: int, cell: int) ->
     return sheet
 
 
+def read_metadata(path: str | Path, split: str) -> dict[str, Any]:
+    """The dataset's name, folder and record count with what the converter recorded about
+    ``split``; FileNotFoundError / ValueError when there is no such dataset or split."""
+    builder = open_dataset(path)
+    return {
+        "dataset": dataset_label(builder),
+        "dataset_dir": str(builder.data_dir),
+        "split": split,
+        "num_records": check_split(builder, split),
+        **split_metadata(builder, split),
+    }
+
+
 def _summary(meta: dict[str, Any]) -> dict[str, Any]:
     """The metadata with the filtered / skipped lists cut to their first entries."""
     out = dict(meta)
@@ -127,7 +142,7 @@ def _describe(record: dict[str, Any]) -> str:
 
 
 def training_samples(
-    data_dir: Path, split: str, num: int, *, augment: float, flip: bool, image_size: int, seed: int
+    data_dir: str, split: str, num: int, *, augment: float, flip: bool, image_size: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The first ``num`` samples of the training loader of ``split`` with ``seed`` (one process).
 
@@ -238,7 +253,7 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the inspection CLI; returns the process exit status."""
     p = _Parser(prog="python -m data_prep.inspect", description=__doc__)
-    p.add_argument("output_dir", type=Path)
+    p.add_argument("output_dir", help="the TFDS dataset (local or a bucket path)")
     p.add_argument("--split", default="train")
     p.add_argument("--num", type=int, default=8, help="records to print / draw")
     p.add_argument("--contact_sheet", type=Path, help="save a PNG grid of the records here")
@@ -265,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return augmented_main(args)
     try:
         meta = read_metadata(args.output_dir, args.split)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(json.dumps(_summary(meta), indent=1))

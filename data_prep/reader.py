@@ -1,35 +1,37 @@
-"""Reads the records of a converted split back, decoded (``hpe_jax.data.records``)."""
+"""Reads the records of a converted split back, decoded (``hpe_jax.data.source``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from array_record.python.array_record_module import ArrayRecordReader
+from hpe_jax.data.source import decode_image, record, split_source
 
-from hpe_jax.data.layout import shard_paths
-from hpe_jax.data.records import decode_record
+_MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG": "png"}
 
-READ_BATCH = 64
+
+def image_format(image_bytes: bytes) -> str:
+    """``jpeg`` or ``png`` from an encoded image's first bytes, else ``unknown``."""
+    return next((fmt for magic, fmt in _MAGIC.items() if image_bytes.startswith(magic)), "unknown")
 
 
 def read_records(
-    output_dir: str | Path, split: str, *, with_image: bool = True
+    output_dir: str | os.PathLike[str], split: str, *, with_image: bool = True
 ) -> Iterator[dict[str, Any]]:
-    """Iterates the decoded records of a finished split, shard by shard, in written order.
+    """Iterates the records of a converted split in written order.
 
-    Each record is a dict (see ``hpe_jax.data.records.decode_record``) with ``name``, ``pose``
-    (3,) float32 (yaw, pitch, roll) degrees, ``rotation`` (3, 3), ``box`` (4,) float32 tight
-    (x_min, y_min, x_max, y_max) pixels or None, ``landmarks`` or None, and, when
+    ``output_dir`` names the TFDS dataset as ``hpe_jax.data.source`` says (its version folder,
+    its dataset folder, or a data dir holding only it). Each record is a dict with ``name``,
+    ``pose`` (3,) float32 (yaw, pitch, roll) degrees, ``rotation`` (3, 3) float32, ``box``
+    (4,) float32 tight (x_min, y_min, x_max, y_max) pixels or None, ``landmarks`` (R, K)
+    float32 or None, ``image_bytes`` and ``image_format`` (``jpeg`` / ``png``), and, when
     ``with_image``, ``image`` (H, W, 3) uint8 RGB.
     """
-    for path in shard_paths(output_dir, split):
-        reader = ArrayRecordReader(path)
-        try:
-            total = reader.num_records()
-            for start in range(0, total, READ_BATCH):
-                for raw in reader.read(start, min(total, start + READ_BATCH)):
-                    yield decode_record(raw, with_image=with_image)
-        finally:
-            reader.close()
+    source = split_source(output_dir, split)
+    for index in range(len(source)):
+        rec = record(source[index])
+        rec["image_format"] = image_format(rec["image_bytes"])
+        if with_image:
+            rec["image"] = decode_image(rec["image_bytes"])
+        yield rec

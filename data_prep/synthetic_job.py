@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 
 from data_prep.reader import read_records
-from data_prep.synthetic_shards import prepare_synthetic_shards
+from data_prep.synthetic_data import prepare_synthetic_datasets
 from hpe_jax.evaluate import evaluate_network, format_table, load_network, write_report
 from hpe_jax.pose import mae
 from hpe_jax.train import train_and_evaluate
@@ -23,7 +23,7 @@ def prepare_data(config: ml_collections.ConfigDict, workdir: Path) -> None:
     """Generates and converts the synthetic sets under ``workdir/data`` (once) and points
     ``config.data.train_dir`` / ``val_dir`` at them."""
     syn = config.data.synthetic
-    train_dir, test_dir = prepare_synthetic_shards(
+    train_dir, test_dir = prepare_synthetic_datasets(
         workdir / "data",
         num_train=syn.num_train,
         num_test=syn.num_test,

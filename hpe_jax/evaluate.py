@@ -31,20 +31,26 @@ WORKDIR_SUBDIRS = ("checkpoints", "best")
 # Errors of unusable inputs (files, their contents, wrong variant): reported in one message.
 LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError)
 MAX_MESSAGE_LINES = 12
-# Datasets whose records are face crops without a face box (val_mode 'biwi' only).
-BOXLESS_DATASETS = ("biwi",)
+
+
+def _all_rows(x: jax.Array | np.ndarray) -> np.ndarray:
+    """Every row of a batch on this host: a global array spanning processes is gathered."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
 
 
 def evaluate_batches(
-    predict: Callable[[np.ndarray], np.ndarray],
-    batches: Iterable[dict[str, np.ndarray]],
+    predict: Callable[[jax.Array], jax.Array | np.ndarray],
+    batches: Iterable[dict[str, jax.Array]],
     *,
     total: int | None = None,
     progress: bool = True,
     angle_error: str = "plain",
 ) -> dict[str, Any]:
-    """Errors of ``predict`` over the batches of an evaluation loader (every JAX process calls it
-    with its own shard; the sums are gathered over processes).
+    """Errors of ``predict`` over the global batches of an evaluation loader
+    (``hpe_jax.data.loaders.make_loader(config, "val", ...)``; in a multi-process run every
+    process calls it, and each gets the errors over all the records).
 
     Args:
       predict: (B, S, S, 3) normalised images -> (B, 3) degrees (yaw, pitch, roll).
@@ -63,16 +69,14 @@ def evaluate_batches(
     sums = np.zeros(6, np.float64)  # |yaw|, |pitch|, |roll|, maev, geodesic, count
     bar = tqdm(batches, total=total, desc="eval", unit="batch", disable=not progress)
     for batch in bar:
-        mask = np.asarray(batch["mask"], bool)
-        pred = np.asarray(predict(batch["image"]), np.float64)[mask]
-        gt = np.asarray(batch["angles"], np.float64)[mask]
+        mask = _all_rows(batch["mask"]).astype(bool)
+        pred = _all_rows(predict(batch["image"])).astype(np.float64)[mask]
+        gt = _all_rows(batch["angles"]).astype(np.float64)[mask]
         r_pred, r_gt = rotation_from_euler(pred), rotation_from_euler(gt)
         sums[:3] += angle_errors(pred, gt).sum(axis=0)
         sums[3] += maev(r_pred, r_gt).sum()
         sums[4] += geodesic(r_pred, r_gt).sum()
         sums[5] += mask.sum()
-    if jax.process_count() > 1:
-        sums = np.asarray(multihost_utils.process_allgather(sums)).sum(axis=0)
     count = sums[5]
     if count == 0:
         raise ValueError("the evaluation data holds no images")
@@ -185,7 +189,7 @@ def _jitted_predict() -> Callable[..., jax.Array]:
     return jax.jit(predict_angles, static_argnames="graphdef", compiler_options=compiler_options())
 
 
-def make_predictor(model: HPENet) -> Callable[[np.ndarray], np.ndarray]:
+def make_predictor(model: HPENet) -> Callable[[jax.Array], np.ndarray]:
     """``predict`` for ``evaluate_batches``: (B, S, S, 3) normalised images -> (B, 3) degrees
     (yaw, pitch, roll) with ``model`` (in inference mode). One compiled function serves every
     network of the same structure and batch shape, so a sweep over checkpoints compiles once."""
@@ -220,30 +224,32 @@ def report_path(checkpoint: str | Path, dataset: str, split: str) -> Path:
 
 
 def check_eval_data(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The metadata of the evaluation split of ``config.data``; EvalError when it cannot be
-    evaluated as configured."""
-    from hpe_jax.data.layout import read_metadata
+    """``dataset`` (its name, ``hpe_jax.data.source.dataset_label``), ``dataset_dir`` (its
+    version folder) and ``num_records`` of the evaluation split of ``config.data``; EvalError
+    when it cannot be evaluated as configured."""
     from hpe_jax.data.pipeline import EVAL_MODES
+    from hpe_jax.data.source import check_split, dataset_label, has_boxes, open_dataset
 
     data = config.data
     if not data.val_dir:
         raise EvalError(
-            "no evaluation data: set --config.data.val_dir to a folder of converted shards "
-            "(python -m data_prep)"
+            "no evaluation data: set --config.data.val_dir to a TFDS dataset written by "
+            "python -m data_prep"
         )
     if data.val_mode not in EVAL_MODES:
         raise EvalError(f"config.data.val_mode must be one of {EVAL_MODES}, got {data.val_mode!r}")
     try:
-        meta = read_metadata(data.val_dir, data.val_split)
+        builder = open_dataset(data.val_dir)
+        count = check_split(builder, data.val_split)
     except (OSError, ValueError) as err:
         raise EvalError(f"evaluation data: {short_message(err)}") from err
-    dataset = meta.get("dataset")
-    if data.val_mode == "aflw2000" and dataset in BOXLESS_DATASETS:
+    dataset = dataset_label(builder)
+    if data.val_mode == "aflw2000" and not has_boxes(builder):
         raise EvalError(
             f"{data.val_dir}: {dataset} records are face crops without a face box; evaluate them "
             "with val_mode 'biwi' (configs/eval_biwi.py)"
         )
-    return meta
+    return {"dataset": dataset, "dataset_dir": str(builder.data_dir), "num_records": count}
 
 
 def evaluate_network(
@@ -251,23 +257,17 @@ def evaluate_network(
 ) -> dict[str, float]:
     """``evaluate_batches`` of ``model`` (inference mode) over the validation split of
     ``config.data`` (``val_dir``, ``val_split``, ``val_mode``, ``image_size``,
-    ``val_input_size``), in batches of ``config.eval_batch_size``, on this process alone."""
-    from hpe_jax.data.pipeline import make_eval_loader
+    ``val_input_size``), in batches of ``config.eval_batch_size``, on this process's first
+    device alone."""
+    from hpe_jax.data.loaders import data_sharding, make_loader
 
-    data = config.data
-    loader = make_eval_loader(
-        data.val_dir,
-        data.val_split,
-        batch_size=config.eval_batch_size,
-        mode=data.val_mode,
-        target_size=data.image_size,
-        input_size=data.val_input_size,
-        worker_count=0,
-        num_threads=data.num_threads,
-        shard_index=0,
-        shard_count=1,
-    )
-    return evaluate_batches(make_predictor(model), loader, total=total, progress=config.progress)
+    loader = make_loader(config, "val", data_sharding(jax.local_devices()[:1]))
+    try:
+        return evaluate_batches(
+            make_predictor(model), loader, total=total, progress=config.progress
+        )
+    finally:
+        loader.close()
 
 
 def _load_for_eval(path: Path, variant: str) -> HPENet:
@@ -290,10 +290,10 @@ def evaluate_and_report(
     The errors are plain ``|pred - gt|`` per angle, as the original's test script (whatever
     ``config.val_metric`` says, which is for validation during training).
 
-    The report: ``data_dir``, ``split``, ``dataset``, ``val_mode``, ``image_size``,
-    ``input_size``, ``variant``, ``angle_error`` (``plain``), ``checkpoints`` ({name: {yaw,
-    pitch, roll, mean_mae, angle_error, maev, geodesic (degrees), num_images, path}}, in
-    evaluation order) and ``best`` (the name with the lowest ``mean_mae``).
+    The report: ``data_dir`` (the dataset's version folder), ``split``, ``dataset``,
+    ``val_mode``, ``image_size``, ``input_size``, ``variant``, ``angle_error`` (``plain``),
+    ``checkpoints`` ({name: {yaw, pitch, roll, mean_mae, angle_error, maev, geodesic (degrees),
+    num_images, path}}, in evaluation order) and ``best`` (the name with the lowest ``mean_mae``).
 
     Raises:
       EvalError: missing or unusable checkpoint or data, or a checkpoint of another variant.
@@ -313,9 +313,9 @@ def evaluate_and_report(
         metrics = evaluate_network(model, config, total=num_batches)
         results[name] = {**metrics, "path": str(path)}
     best = min(results, key=lambda n: results[n]["mean_mae"])
-    dataset = str(meta.get("dataset") or "data")
+    dataset = meta["dataset"]
     report = {
-        "data_dir": str(Path(data.val_dir).absolute()),
+        "data_dir": meta["dataset_dir"],
         "split": data.val_split,
         "dataset": dataset,
         "val_mode": data.val_mode,

@@ -12,15 +12,14 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
 from hpe_jax import checkpoint
 from hpe_jax.compiler_options import compiler_options
-from hpe_jax.data.layout import read_metadata
-from hpe_jax.data.pipeline import make_eval_loader, make_train_loader
+from hpe_jax.data.loaders import data_sharding, make_loader
+from hpe_jax.data.source import num_records
 from hpe_jax.evaluate import evaluate_batches
 from hpe_jax.metrics_writer import MetricsWriter
 from hpe_jax.models import HPENet
@@ -48,17 +47,6 @@ class StopRequested:
 
     def __bool__(self) -> bool:
         return self.signal is not None
-
-
-def _num_records(data_dir: str, split: str) -> int:
-    return int(read_metadata(data_dir, split)["num_records"])
-
-
-def _local_rows(array: jax.Array) -> np.ndarray:
-    """This process's rows of a batch-sharded global array, in local order."""
-    shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
-    rows = [np.asarray(s.data) for s in shards if s.replica_id == 0]
-    return np.concatenate(rows, axis=0)
 
 
 def load_initial_weights(model: HPENet, path: str) -> None:
@@ -89,18 +77,16 @@ class Trainer:
                 f"batch_size {config.batch_size} and eval_batch_size {config.eval_batch_size} "
                 f"must be multiples of the device count {num_devices}"
             )
-        self.mesh = jax.make_mesh(
-            (num_devices,), ("data",), axis_types=(jax.sharding.AxisType.Auto,)
-        )
+        self.batch_sharding = data_sharding()
+        self.mesh = self.batch_sharding.mesh
         self.replicated = NamedSharding(self.mesh, P())
-        self.batch_sharding = NamedSharding(self.mesh, P("data"))
 
         if config.val_metric not in ANGLE_ERRORS:
             raise ValueError(
                 f"config.val_metric must be one of {tuple(ANGLE_ERRORS)}, got {config.val_metric!r}"
             )
         data = config.data
-        self.steps_per_epoch = _num_records(data.train_dir, data.train_split) // config.batch_size
+        self.steps_per_epoch = num_records(data.train_dir, data.train_split) // config.batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(
                 f"{data.train_dir} holds fewer records than one batch ({config.batch_size})"
@@ -128,12 +114,6 @@ class Trainer:
         self.manager = checkpoint.make_manager(workdir / "checkpoints", config.keep_checkpoints)
         self.best_manager = checkpoint.make_manager(workdir / "best", 1)
 
-    def global_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-        return {
-            k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(v))
-            for k, v in batch.items()
-        }
-
     def check_finite(self) -> None:
         """Raises FloatingPointError if a loss was NaN/Inf, naming the step as the logs and
         checkpoints count steps (step n: the n-th update), after the in-flight saves commit."""
@@ -158,26 +138,19 @@ class Trainer:
         return float(val["mean_mae"])
 
     def validate(self) -> dict[str, Any]:
-        data = self.config.data
-        loader = make_eval_loader(
-            data.val_dir,
-            data.val_split,
-            batch_size=self.config.eval_batch_size // jax.process_count(),
-            mode=data.val_mode,
-            target_size=data.image_size,
-            input_size=data.val_input_size,
-            worker_count=0,
-            num_threads=data.num_threads,
-        )
+        """Errors of the current state on the validation split (``evaluate_batches``)."""
         s = self.state
 
-        def predict(images: np.ndarray) -> np.ndarray:
-            out = self.predict_fn(
-                s.params, s.batch_stats, self.rest, self.global_batch({"image": images})["image"]
-            )
-            return _local_rows(out)
+        def predict(images: jax.Array) -> jax.Array:
+            return self.predict_fn(s.params, s.batch_stats, self.rest, images)
 
-        return evaluate_batches(predict, loader, progress=False, angle_error=self.config.val_metric)
+        loader = make_loader(self.config, "val", self.batch_sharding)
+        try:
+            return evaluate_batches(
+                predict, loader, progress=False, angle_error=self.config.val_metric
+            )
+        finally:
+            loader.close()
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
@@ -191,18 +164,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     writer = MetricsWriter(workdir)
     stop = StopRequested()
     steps_per_epoch, total_steps = trainer.steps_per_epoch, trainer.total_steps
-    loader = make_train_loader(
-        data.train_dir,
-        data.train_split,
-        batch_size=config.batch_size // jax.process_count(),
-        target_size=data.image_size,
-        augment=data.augment,
-        flip=data.flip,
-        seed=config.seed,
-        worker_count=data.worker_count,
-        num_threads=data.num_threads,
-    )
-    iterator = iter(loader)
+    iterator = make_loader(config, "train", trainer.batch_sharding)
     trainer.state, epoch = checkpoint.restore_train_state(trainer.manager, trainer.state, iterator)
     step = int(trainer.state.step)
     if step:
@@ -225,7 +187,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     window_start, window_steps = time.perf_counter(), 0
     while step < total_steps and not stop:
-        batch = trainer.global_batch(next(iterator))
+        batch = next(iterator)
         trainer.state, metrics = trainer.step_fn(trainer.state, batch, trainer.rest)
         step += 1
         window_steps += 1
@@ -266,6 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         save(epoch)
     trainer.manager.wait_until_finished()
     trainer.best_manager.wait_until_finished()
+    iterator.close()
     trainer.check_finite()
     writer.close()
     return val_metrics

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 from train_support import host_state, standard_config
 
@@ -23,7 +24,7 @@ def main(train_dir: str, workdir: str, batch_path: str, out_path: str) -> None:
     trainer = Trainer(standard_config(train_dir), Path(workdir))
     before = host_state(trainer.state)
     with np.load(batch_path) as stored:
-        batch = trainer.global_batch({k: stored[k] for k in stored.files})
+        batch = jax.device_put({k: stored[k] for k in stored.files}, trainer.batch_sharding)
     trainer.state, metrics = trainer.step_fn(trainer.state, batch, trainer.rest)
     after = host_state(trainer.state)
     np.savez(

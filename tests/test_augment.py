@@ -24,7 +24,6 @@ from scipy import stats
 
 from hpe_jax.data import pipeline
 from hpe_jax.data import transforms as T
-from hpe_jax.data.records import encode_record
 from hpe_jax.testing import original_augment as ref
 
 SIGMAS = 5.0
@@ -188,19 +187,17 @@ def test_params_are_checked():
         T.AugmentParams(k=0.2, opencv_resize=True, photometric="blur", blur_kernel=4)
 
 
-def _record(box) -> bytes:
+def _record(box) -> dict:
+    """A source element as the TFDS datasets give it (``hpe_jax.data.source.record`` reads it)."""
     buf = io.BytesIO()
     Image.fromarray(np.full((24, 20, 3), 90, np.uint8)).save(buf, "PNG")
-    return encode_record(
-        dataset="test",
-        name="r",
-        image_bytes=buf.getvalue(),
-        image_format="png",
-        pose=np.array([10.0, 20.0, -30.0]),
-        rotation=np.eye(3),
-        box=box,
-        landmarks=None,
-    )
+    element = {
+        "name": b"r",
+        "image": buf.getvalue(),
+        "pose": np.array([10.0, 20.0, -30.0], np.float32),
+        "rotation": np.eye(3, dtype=np.float32),
+    }
+    return element if box is None else {**element, "box": np.asarray(box, np.float32)}
 
 
 @pytest.mark.parametrize(("box", "flip_rate"), [((4.0, 6.0, 16.0, 20.0), 1 / 8), (None, 1 / 6)])

@@ -14,13 +14,13 @@ import scipy.io
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-import data_prep.writer
-from data_prep import read_records, shard_paths
+import data_prep.w300lp
+from data_prep import read_records
 from data_prep.common import ConversionError
 from data_prep.convert import convert, main
 from data_prep.dad import wrap_degrees
 from data_prep.inspect import axis_endpoints
-from hpe_jax.data.layout import stale_temporaries
+from data_prep.publish import stale_staging
 from hpe_jax.pose import rotation_from_euler
 
 REPO = Path(__file__).resolve().parents[1]
@@ -255,7 +255,7 @@ def test_dad_entry_escaping_the_data_dir(tmp_path, bad_path):
     (data / "train.json").write_text(json.dumps(entries))
     with pytest.raises(ConversionError, match=r"train\.json: entry 1 .*escapes the data dir"):
         convert("dad", data, tmp_path / "out", progress=False)
-    assert not (tmp_path / "out" / "train.json").exists()
+    assert os.listdir(tmp_path / "out") == []  # no dataset, no staging folder left
     meta = convert("dad", data, tmp_path / "out", on_error="skip", progress=False)
     assert meta["num_records"] == 1 and meta["num_skipped"] == 1
     (skipped,) = meta["skipped"]
@@ -319,8 +319,8 @@ def test_bad_input_fails_or_is_skipped_and_listed(tmp_path, kind):
     (skipped,) = meta["skipped"]
     assert skipped["name"] == "IBUG/IBUG_image_2"
     assert re.search(message, f"{skipped['path']}: {skipped['reason']}")
-    on_disk = json.loads((tmp_path / "out" / "train.json").read_text())
-    assert on_disk["skipped"] == meta["skipped"]
+    on_disk = json.loads((tmp_path / "out" / "w300lp" / "1.0.0" / "metadata.json").read_text())
+    assert on_disk["train"]["skipped"] == meta["skipped"]
     assert [r["name"] for r in records(tmp_path / "out")] == [
         "IBUG/IBUG_image_0",
         "IBUG/IBUG_image_1",
@@ -341,29 +341,28 @@ def test_cli_exit_status_and_messages(tmp_path, capsys):
     assert "wrote 1 records" in printed and "skipped 1 bad sample" in printed
 
 
-# --- interrupted runs, re-runs ---------------------------------------------------------------
+# --- interrupted runs, re-runs, added splits --------------------------------------------------
 
 
-REAL_WRITER = data_prep.writer.ArrayRecordWriter
+def failing_load(monkeypatch, at: int) -> None:
+    """Makes the 300W-LP reader raise OSError (not a bad sample: the run stops) at call ``at``."""
+    real = data_prep.w300lp.load_sample
+    calls = [0]
+
+    def load(data_dir, item):
+        calls[0] += 1
+        if calls[0] == at:
+            raise OSError("disk gone (simulated)")
+        return real(data_dir, item)
+
+    monkeypatch.setattr(data_prep.w300lp, "load_sample", load)
 
 
-class FlakyWriter(REAL_WRITER):
-    """ArrayRecordWriter that raises on the 3rd write of the process (all shards together)."""
-
-    writes = 0
-
-    def write(self, record: bytes) -> None:
-        FlakyWriter.writes += 1
-        if FlakyWriter.writes == 3:
-            raise OSError("disk full (simulated)")
-        super().write(record)
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def finished_looking(out: Path) -> list[str]:
-    return sorted(n for n in os.listdir(out) if not n.startswith("."))
-
-
-def test_interrupted_run_leaves_nothing_finished_and_keeps_old_split(tmp_path, monkeypatch):
+def test_failed_run_changes_nothing_and_a_split_is_added_not_replaced(tmp_path, monkeypatch):
     data = tmp_path / "300W_LP"
     for i in range(6):
         write_300wlp(data, f"HELEN/HELEN_{i}", (i, 0, 0), seed=i)
@@ -371,33 +370,39 @@ def test_interrupted_run_leaves_nothing_finished_and_keeps_old_split(tmp_path, m
     listing.write_text("".join(f"HELEN/HELEN_{i}\n" for i in range(4)))
     out = tmp_path / "out"
     convert("300w_lp", data, out, filename_list=listing, num_shards=2, progress=False)
-    before = {n: (out / n).read_bytes() for n in finished_looking(out)}
-    monkeypatch.setattr(data_prep.writer, "ArrayRecordWriter", FlakyWriter)
-    monkeypatch.setattr(FlakyWriter, "writes", 0)
-    with pytest.raises(OSError, match="simulated"):
-        convert("300w_lp", data, out, num_shards=3, progress=False)
-    # The earlier finished conversion of the split is untouched, and no temporaries are left.
-    assert sorted(os.listdir(out)) == sorted(before)
-    assert all((out / n).read_bytes() == content for n, content in before.items())
-    assert len(records(out)) == 4
-    monkeypatch.setattr(data_prep.writer, "ArrayRecordWriter", REAL_WRITER)
-    meta = convert("300w_lp", data, out, num_shards=3, progress=False)
-    assert meta["num_records"] == 6 and len(records(out)) == 6
-    assert len(finished_looking(out)) == 4  # train.json + 3 shards; the 2 old shards removed
+    before = tree(out)
+    with monkeypatch.context() as patch:
+        failing_load(patch, at=3)
+        with pytest.raises(OSError, match="simulated"):
+            convert("300w_lp", data, out, split="more", num_shards=3, progress=False)
+    # The dataset is untouched, and no staging folder is left.
+    assert tree(out) == before and os.listdir(out) == ["w300lp"]
+    meta = convert("300w_lp", data, out, split="more", num_shards=3, progress=False)
+    assert meta["num_records"] == 6 and meta["records_per_shard"] == [2, 2, 2]
+    assert len(records(out)) == 4 and len(records(out, "more")) == 6
+    info = json.loads((out / "w300lp" / "1.0.0" / "dataset_info.json").read_text())
+    assert [(s["name"], s["shardLengths"]) for s in info["splits"]] == [
+        ("train", ["2", "2"]),
+        ("more", ["2", "2", "2"]),
+    ]
+    # A split the dataset holds is refused, whatever the input, and nothing is written.
+    before = tree(out)
+    with pytest.raises(ConversionError, match=r"already holds split 'train' \(4 records\)"):
+        convert("300w_lp", data, out, progress=False)
+    assert tree(out) == before
 
 
 KILL_SCRIPT = """
 import os, signal, sys
-import data_prep.writer as w
-real = w.ArrayRecordWriter
+import data_prep.w300lp as reader
+real = reader.load_sample
 count = [0]
-class Killing(real):
-    def write(self, record):
-        count[0] += 1
-        if count[0] == 3:
-            os.kill(os.getpid(), signal.SIGKILL)
-        super().write(record)
-w.ArrayRecordWriter = Killing
+def load(data_dir, item):
+    count[0] += 1
+    if count[0] == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(data_dir, item)
+reader.load_sample = load
 from data_prep.convert import convert
 convert("300w_lp", sys.argv[1], sys.argv[2], num_shards=2, progress=False)
 """
@@ -414,31 +419,34 @@ def test_killed_run_then_rerun(tmp_path):
         [sys.executable, "-c", script, str(data), str(out)], cwd=REPO, env=env, check=False
     )
     assert proc.returncode == -9
-    assert finished_looking(out) == []
-    assert len(stale_temporaries(out, "train")) == 2  # the two half-written shards
-    with pytest.raises(FileNotFoundError):
-        shard_paths(out, "train")
+    (stale,) = stale_staging(out, "w300lp", "train")  # the half-written split, hidden
+    assert os.listdir(out) == [stale.name]
+    with pytest.raises(FileNotFoundError, match="no TFDS dataset there"):
+        records(out)
     meta = convert("300w_lp", data, out, num_shards=2, progress=False)
-    assert meta["records_per_shard"] == [3, 2]
-    assert sorted(os.listdir(out)) == finished_looking(out)  # the leftovers are gone
+    assert meta["records_per_shard"] == [2, 3]  # TFDS's split of 5 records into 2 files
+    assert os.listdir(out) == ["w300lp"]  # the leftover is gone
     assert [r["name"] for r in records(out)] == [f"LFPW/LFPW_{i}" for i in range(5)]
 
 
-def test_rerun_with_fewer_shards_replaces_the_split(tmp_path):
+def test_cli_refuses_an_existing_split_in_one_line(tmp_path, capsys):
     data = tmp_path / "300W_LP"
-    for i in range(4):
-        write_300wlp(data, f"AFW/AFW_{i}", (i, 0, 0), seed=i)
-    out = tmp_path / "out"
-    convert("300w_lp", data, out, num_shards=3, progress=False)
-    convert("300w_lp", data, out, num_shards=1, progress=False)
-    assert finished_looking(out) == ["train.array_record-00000-of-00001", "train.json"]
-    assert shard_paths(out, "train") == [str(out / "train.array_record-00000-of-00001")]
-    assert len(records(out)) == 4
+    write_300wlp(data, "AFW/AFW_0", (1, 2, 3), seed=0)
+    args = ["--dataset", "300w_lp", "--data_dir", str(data), "--output_dir", str(tmp_path / "o")]
+    assert main([*args, "--no_progress", "--workers", "1"]) == 0
+    assert f"to {tmp_path / 'o' / 'w300lp' / '1.0.0'}" in capsys.readouterr().out
+    assert main([*args, "--no_progress", "--workers", "1"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"error: {tmp_path / 'o' / 'w300lp' / '1.0.0'} already holds split 'train' (1 records); "
+        "not replaced: choose another --split or --output_dir, or delete that dataset first"
+    )
 
 
 def test_bad_split_name_and_missing_data_dir(tmp_path):
-    with pytest.raises(ValueError, match="split name"):
-        convert("biwi", tmp_path, tmp_path / "out", split="../x", progress=False)
+    for bad in ("../x", "all", "a-b"):
+        with pytest.raises(ValueError, match="split name"):
+            convert("biwi", tmp_path, tmp_path / "out", split=bad, progress=False)
     with pytest.raises(ValueError, match="num_shards must be >= 1"):
         convert("biwi", tmp_path, tmp_path / "out", num_shards=0, progress=False)
     with pytest.raises(ConversionError, match="data dir not found"):

@@ -1,4 +1,4 @@
-"""Evaluation (hpe_jax.evaluate, eval_main.py) on tiny synthetic AFLW2000 / BIWI shards (64 px):
+"""Evaluation (hpe_jax.evaluate, eval_main.py) on tiny synthetic AFLW2000 / BIWI datasets (64 px):
 a step directory (checked against a direct computation), a workdir sweep, an original PyTorch
 checkpoint (checked against the torch network), the command line, clear errors; checkpoint
 discovery; every config in configs/ loads, and the recipes hold the original's settings.
@@ -28,6 +28,7 @@ from data_prep.convert import convert
 from data_prep.synthetic import generate
 from hpe_jax import evaluate
 from hpe_jax.checkpoint import save_model
+from hpe_jax.data.loaders import data_sharding, make_loader
 from hpe_jax.data.pipeline import EVAL_MODES, make_eval_loader
 from hpe_jax.evaluate import METRIC_NAMES, list_checkpoints
 from hpe_jax.testing.torch_reference import build_reference_model, decode_angles
@@ -81,13 +82,14 @@ def _check_printed_equals_json(printed: str, report: dict) -> None:
 
 @pytest.fixture(scope="module")
 def aflw(tmp_path_factory) -> tuple[Path, list[dict]]:
-    """Converted synthetic AFLW2000 shards (split 'test') and the kept generated samples."""
+    """A data dir holding the converted synthetic AFLW2000 (split 'test'), and the kept
+    generated samples."""
     root = tmp_path_factory.mktemp("aflw")
     samples = generate("aflw2000", NUM_AFLW, root / "raw", seed=3, image_size=IMAGE_SIZE)
-    convert("aflw2000", root / "raw", root / "shards", split="test", progress=False)
+    convert("aflw2000", root / "raw", root / "data", split="test", progress=False)
     kept = [s for s in samples if s["kept"]]
     assert 0 < len(kept) < NUM_AFLW  # some beyond 99 degrees, filtered as the protocol says
-    return root / "shards", kept
+    return root / "data", kept
 
 
 @pytest.fixture(scope="module")
@@ -114,21 +116,13 @@ def _direct_metrics(step_dir: Path, config: ml_collections.ConfigDict) -> dict[s
     model = hpe_jax.load_model(step_dir)
     graphdef, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
     forward = jax.jit(predict_angles, static_argnames="graphdef")
-    data = config.data
-    loader = make_eval_loader(
-        data.val_dir,
-        data.val_split,
-        batch_size=config.eval_batch_size,
-        mode=data.val_mode,
-        target_size=data.image_size,
-        shard_index=0,
-        shard_count=1,
-    )
+    loader = make_loader(config, "val", data_sharding(jax.local_devices()[:1]))
     preds, gts = [], []
     for batch in loader:
         out = np.asarray(forward(params, batch_stats, rest, batch["image"], graphdef=graphdef))
-        preds.append(out[batch["mask"]])
-        gts.append(batch["angles"][batch["mask"]])
+        mask = np.asarray(batch["mask"])
+        preds.append(out[mask])
+        gts.append(np.asarray(batch["angles"])[mask])
     pred, gt = np.concatenate(preds).astype(np.float64), np.concatenate(gts).astype(np.float64)
 
     def matrices(angles: np.ndarray) -> np.ndarray:  # (yaw, pitch, roll) -> Rz Ry Rx
@@ -151,8 +145,8 @@ def _direct_metrics(step_dir: Path, config: ml_collections.ConfigDict) -> dict[s
 
 
 def test_step_dir_matches_a_direct_computation(aflw, workdir, capsys):
-    shards, kept = aflw
-    config = _eval_config(shards)
+    data_dir, kept = aflw
+    config = _eval_config(data_dir)
     step = workdir / "checkpoints" / "1"
     report = evaluate.evaluate_and_report(config, step)
     printed = capsys.readouterr().out
@@ -246,8 +240,8 @@ def test_cli_prints_and_writes_what_run_returns(aflw, workdir, tmp_path):
 
 
 def test_torch_checkpoint_matches_the_torch_network(aflw, torch_file, capsys):
-    shards, kept = aflw
-    config = _eval_config(shards)
+    data_dir, kept = aflw
+    config = _eval_config(data_dir)
     report = evaluate.evaluate_and_report(config, torch_file)
     printed = capsys.readouterr().out
     assert json.loads((torch_file.parent / f"7_{REPORT}").read_text()) == report
@@ -257,7 +251,7 @@ def test_torch_checkpoint_matches_the_torch_network(aflw, torch_file, capsys):
     torch.manual_seed(0)
     reference = build_reference_model("s").eval()
     loader = make_eval_loader(
-        shards, "test", batch_size=BATCH, mode="aflw2000", target_size=IMAGE_SIZE
+        data_dir, "test", batch_size=BATCH, mode="aflw2000", target_size=IMAGE_SIZE
     )
     errors = []
     with torch.no_grad():
@@ -274,8 +268,8 @@ def test_torch_checkpoint_matches_the_torch_network(aflw, torch_file, capsys):
 
 def test_biwi_mode_and_report_path(tmp_path, workdir):
     generate("biwi", 5, tmp_path / "raw", seed=5, image_size=72)
-    convert("biwi", tmp_path / "raw", tmp_path / "shards", split="test", progress=False)
-    config = _eval_config(tmp_path / "shards", "eval_biwi")
+    convert("biwi", tmp_path / "raw", tmp_path / "data", split="test", progress=False)
+    config = _eval_config(tmp_path / "data", "eval_biwi")
     config.data.val_input_size = 70  # resize the shorter side to 70, centre crop 64
     out = tmp_path / "biwi.json"
     report = evaluate.evaluate_and_report(config, workdir / "checkpoints" / "1", output=out)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from records_builder import write_split
 
-from data_prep.writer import ShardSetWriter
 from hpe_jax.data import pipeline, transforms
-from hpe_jax.data.records import encode_record
+from hpe_jax.data.loaders import GlobalBatches, data_sharding
 
 SIZE = 16  # output side
 EDGE_POSES = [(-100.0, -99.5, -0.01), (0.0, 79.99, 99.9)]
@@ -21,34 +20,6 @@ EDGE_COARSE = [[0, 0, 4], [5, 8, 9]]
 EDGE_SHIFT = [[0, 0, 19], [0, 19, 19]]
 
 
-def _png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def _write_split(out: Path, split: str, poses, *, num_shards: int = 2, box=(4.0, 4.0, 28.0, 28.0)):
-    """Writes records with 32x32 random images and the given poses; record i is named str(i)."""
-    rng = np.random.default_rng(0)
-    per_shard = -(-len(poses) // num_shards)
-    with ShardSetWriter(out, split, num_shards) as writer:
-        for i, pose in enumerate(poses):
-            writer.write(
-                i // per_shard,
-                encode_record(
-                    dataset="test",
-                    name=str(i),
-                    image_bytes=_png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)),
-                    image_format="png",
-                    pose=np.asarray(pose, np.float64),
-                    rotation=np.eye(3),
-                    box=None if box is None else np.asarray(box),
-                    landmarks=None,
-                ),
-            )
-        writer.commit({"dataset": "test", "split": split})
-
-
 def _index_poses(n: int) -> list[tuple[float, float, float]]:
     """Pose of record i: yaw = i (identifies the record, also after a flip), pitch = -i / 2."""
     return [(float(i), -i / 2, 0.25 * i) for i in range(n)]
@@ -56,12 +27,17 @@ def _index_poses(n: int) -> list[tuple[float, float, float]]:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
+    """Dataset test_records/box (splits train, test, edge); test_records/no_box beside it."""
     out = tmp_path_factory.mktemp("records")
-    _write_split(out, "train", _index_poses(10))
-    _write_split(out, "test", _index_poses(7), num_shards=3)
-    _write_split(out, "edge", EDGE_POSES, num_shards=1)
-    _write_split(out, "facecrops", _index_poses(3), num_shards=1, box=None)
-    return out
+    write_split(out, "train", _index_poses(10))
+    write_split(out, "test", _index_poses(7), num_shards=3)
+    write_split(out, "facecrops", _index_poses(3), num_shards=1, box=None)
+    return write_split(out, "edge", EDGE_POSES, num_shards=1)
+
+
+@pytest.fixture(scope="module")
+def facecrops(data_dir) -> Path:
+    return data_dir.parents[1] / "no_box"
 
 
 def _train(data_dir: Path, **overrides):
@@ -192,13 +168,14 @@ def test_train_is_deterministic_given_seed(data_dir):
 @pytest.mark.parametrize("worker_count", [0, 1])
 def test_restored_iterator_continues_exactly(data_dir, worker_count):
     loader = _train(data_dir, worker_count=worker_count)
-    it = iter(loader)
+    sharding = data_sharding()
+    it = GlobalBatches(iter(loader), sharding)
     _take(it, 3)
-    state = pipeline.loader_state(it)
+    state = it.get_state()  # JSON bytes, as a checkpoint stores them
     expected = _take(it, 4)  # crosses the 10-record epoch boundary; workers prefetch ahead
     it.close()
-    restored = iter(loader)
-    pipeline.restore_loader_state(restored, state)
+    restored = GlobalBatches(iter(loader), sharding)
+    restored.set_state(state)
     _assert_batches_equal(_take(restored, 4), expected)
     restored.close()
     # A worker process computes exactly what the main process computes.
@@ -240,10 +217,10 @@ def test_eval_yields_every_record_once_with_mask(data_dir):
     assert sum(int(b["mask"].sum()) for batches in per_process for b in batches) == 7
 
 
-def test_eval_biwi_mode_and_errors(data_dir):
+def test_eval_biwi_mode_and_errors(data_dir, facecrops):
     batches = list(
         pipeline.make_eval_loader(
-            data_dir,
+            facecrops,
             "facecrops",
             batch_size=2,
             mode="biwi",
@@ -258,7 +235,7 @@ def test_eval_biwi_mode_and_errors(data_dir):
     )
     assert batches[0]["image"].shape == (2, SIZE, SIZE, 3)
     no_box = pipeline.make_eval_loader(
-        data_dir,
+        facecrops,
         "facecrops",
         batch_size=2,
         mode="aflw2000",
@@ -273,9 +250,9 @@ def test_eval_biwi_mode_and_errors(data_dir):
 
 
 def test_out_of_range_pose_names_the_record(tmp_path):
-    _write_split(tmp_path, "bad", [(0.0, 0.0, 0.0), (120.0, 0.0, 0.0)], num_shards=1)
+    bad = write_split(tmp_path, "bad", [(0.0, 0.0, 0.0), (120.0, 0.0, 0.0)], num_shards=1)
     loader = pipeline.make_eval_loader(
-        tmp_path,
+        bad,
         "bad",
         batch_size=2,
         mode="aflw2000",
@@ -287,12 +264,14 @@ def test_out_of_range_pose_names_the_record(tmp_path):
         list(loader)
 
 
-def test_missing_or_incomplete_shards(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no finished conversion"):
+def test_missing_dataset_or_split_and_ambiguous_data_dir(data_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no TFDS dataset there"):
         _train(tmp_path)
-    _write_split(tmp_path, "x", [(0.0, 0.0, 0.0)] * 4)
-    (tmp_path / "x.array_record-00001-of-00002").unlink()
-    with pytest.raises(FileNotFoundError, match="are missing"):
-        pipeline.make_eval_loader(
-            tmp_path, "x", batch_size=1, mode="biwi", target_size=SIZE, shard_index=0, shard_count=1
-        )
+    with pytest.raises(ValueError, match=r"has no split 'nope' \(splits: edge, test, train\)"):
+        pipeline.make_eval_loader(data_dir, "nope", batch_size=1, mode="biwi", target_size=SIZE)
+    data_root = data_dir.parents[2]  # a data dir with test_records/box and test_records/no_box
+    with pytest.raises(ValueError, match="holds several datasets"):
+        _train(data_root)
+    # The dataset folder and the data dir of a single dataset name it too.
+    assert len(list(_train(data_dir.parent, num_epochs=1))) == 3
+    assert len(list(_train(data_root / "test_records" / "box", num_epochs=1))) == 3

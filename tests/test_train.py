@@ -34,7 +34,7 @@ from train_support import (
     assert_identical,
     host_state,
     max_abs_diff,
-    prepare_shards,
+    prepare_datasets,
     run,
     saved_items,
     session_cache_dir,
@@ -55,7 +55,7 @@ from hpe_jax.checkpoint import (
 )
 from hpe_jax.compiler_options import compiler_options, ynnpack_convolutions
 from hpe_jax.convert_torch import torch_entries
-from hpe_jax.data.pipeline import make_train_loader
+from hpe_jax.data.loaders import GlobalBatches, data_sharding, make_loader
 from hpe_jax.models import HPENet, get_config
 from hpe_jax.train import Trainer, load_initial_weights
 
@@ -63,8 +63,8 @@ TIMEOUT = 600  # seconds per subprocess: a hang fails instead of blocking CI
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> SimpleNamespace:
-    return prepare_shards(tmp_path_factory)
+def datasets(tmp_path_factory) -> SimpleNamespace:
+    return prepare_datasets(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -90,21 +90,12 @@ def keep_signal_handlers() -> Iterator[None]:
 
 
 def _first_batches(config, count: int) -> list[dict[str, np.ndarray]]:
-    """The first ``count`` batches ``train_and_evaluate`` feeds with ``config`` (one process)."""
-    data = config.data
-    loader = make_train_loader(
-        data.train_dir,
-        data.train_split,
-        batch_size=config.batch_size,
-        target_size=data.image_size,
-        augment=data.augment,
-        flip=data.flip,
-        seed=config.seed,
-        worker_count=data.worker_count,
-        num_threads=data.num_threads,
-    )
-    iterator = iter(loader)
-    return [{k: np.array(v) for k, v in next(iterator).items()} for _ in range(count)]
+    """The first ``count`` batches ``train_and_evaluate`` feeds with ``config`` (one process),
+    as host arrays."""
+    iterator = make_loader(config, "train", data_sharding())
+    batches = [{k: np.array(v) for k, v in next(iterator).items()} for _ in range(count)]
+    iterator.close()
+    return batches
 
 
 class _Records(logging.Handler):
@@ -151,10 +142,10 @@ def _torch_checkpoint(path: Path) -> dict:
     return state_dict
 
 
-def test_transfer_from_torch_checkpoint_starts_from_its_weights(shards, tmp_path):
+def test_transfer_from_torch_checkpoint_starts_from_its_weights(datasets, tmp_path):
     path = tmp_path / "epoch_1.pkl"
     state_dict = _torch_checkpoint(path)
-    trainer = Trainer(standard_config(shards.train, init_from=str(path)), tmp_path / "work")
+    trainer = Trainer(standard_config(datasets.train, init_from=str(path)), tmp_path / "work")
     got = host_state(trainer.state)
     # Every variable, through the converter's layout transforms...
     model = nnx.merge(
@@ -193,10 +184,10 @@ def test_init_from_checkpoint_of_another_variant_is_a_clear_error(tmp_path):
             load_initial_weights(model, str(init_from))
 
 
-def test_best_validation_mae_survives_a_restart(shards, tmp_path):
+def test_best_validation_mae_survives_a_restart(datasets, tmp_path):
     """A resumed run compares new validations with the best MAE of the workdir, not with inf
     (which would replace a better checkpoint by the first validation after the restart)."""
-    config = standard_config(shards.train)
+    config = standard_config(datasets.train)
     trainer = Trainer(config, tmp_path)
     assert trainer.best_mean_mae() == float("inf")
     save_train_state(
@@ -228,10 +219,10 @@ def test_validation_uses_and_names_the_configured_angle_error(shards, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def four_steps(shards, cache_dir, tmp_path_factory) -> SimpleNamespace:
+def four_steps(datasets, cache_dir, tmp_path_factory) -> SimpleNamespace:
     """Four steps of a Trainer on this process's one device, with the compile log of each, and
     the compiled step's HLO text."""
-    config = standard_config(shards.train)
+    config = standard_config(datasets.train)
     trainer = Trainer(config, tmp_path_factory.mktemp("four_steps"))
     batches = _first_batches(config, 4)
     before = host_state(trainer.state)
@@ -239,13 +230,14 @@ def four_steps(shards, cache_dir, tmp_path_factory) -> SimpleNamespace:
     for i, batch in enumerate(batches):
         with _jax_compile_log() as log:
             trainer.state, metrics = trainer.step_fn(
-                trainer.state, trainer.global_batch(batch), trainer.rest
+                trainer.state, jax.device_put(batch, trainer.batch_sharding), trainer.rest
             )
             losses.append(float(metrics["loss"]))
         logs.append([m for m in log if "train_step" in m])
         if i == 0:
             after_first = host_state(trainer.state)
-    compiled = trainer.step_fn.lower(trainer.state, trainer.global_batch(batches[0]), trainer.rest)
+    first = jax.device_put(batches[0], trainer.batch_sharding)
+    compiled = trainer.step_fn.lower(trainer.state, first, trainer.rest)
     return SimpleNamespace(
         compiled_hlo=compiled.compile().as_text(),
         step_fn=trainer.step_fn,
@@ -285,13 +277,13 @@ LR = STANDARD["learning_rate"]
 
 
 @pytest.mark.slow
-def test_four_devices_match_one_device(four_steps, shards, cache_dir, tmp_path):
+def test_four_devices_match_one_device(four_steps, datasets, cache_dir, tmp_path):
     np.savez(tmp_path / "batch.npz", **four_steps.batches[0])
     result = run(
         [
             sys.executable,
             str(TESTS / "multidevice_step.py"),
-            str(shards.train),
+            str(datasets.train),
             str(tmp_path / "work"),
             str(tmp_path / "batch.npz"),
             str(tmp_path / "out.npz"),
@@ -353,26 +345,37 @@ NAN_AT_STEP = 3  # the images of the third batch are NaN
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
-    shards, four_steps, keep_signal_handlers, monkeypatch, tmp_path
+    datasets, four_steps, keep_signal_handlers, monkeypatch, tmp_path
 ):
-    class PoisonedTrainer(Trainer):
-        """The real loop's Trainer, fed NaN images at step 3; it reuses the compiled step of
-        ``four_steps`` (same config), so this test compiles nothing."""
+    class ReusingTrainer(Trainer):
+        """The real loop's Trainer with the compiled step of ``four_steps`` (same config), so
+        this test compiles nothing."""
 
         def __init__(self, config, workdir):
             super().__init__(config, workdir)
             self.step_fn = four_steps.step_fn
-            self.calls = 0
 
-        def global_batch(self, batch):
+    class PoisonedBatches(GlobalBatches):
+        """The real loop's training batches, the images of batch ``NAN_AT_STEP`` NaN."""
+
+        calls = 0
+
+        def __next__(self):
+            batch = super().__next__()
             self.calls += 1
             if self.calls == NAN_AT_STEP:
-                batch = {**batch, "image": np.full_like(batch["image"], np.nan)}
-            return super().global_batch(batch)
+                nan = np.full(batch["image"].shape, np.nan, np.float32)
+                batch = {**batch, "image": jax.device_put(nan, self.sharding)}
+            return batch
 
-    monkeypatch.setattr(train, "Trainer", PoisonedTrainer)
+    def poisoned_loader(config, split, sharding, **kwargs):
+        loader = make_loader(config, split, sharding, **kwargs)
+        return PoisonedBatches(loader.local, loader.sharding)
+
+    monkeypatch.setattr(train, "Trainer", ReusingTrainer)
+    monkeypatch.setattr(train, "make_loader", poisoned_loader)
     workdir = tmp_path / "work"
-    config = standard_config(shards.train, checkpoint_every_steps=2)
+    config = standard_config(datasets.train, checkpoint_every_steps=2)
     with pytest.raises(
         FloatingPointError,
         match=rf"NaN or Inf at step {NAN_AT_STEP};.* the last checkpoint, step 2, is intact",
@@ -389,7 +392,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
 
 @pytest.fixture(scope="module")
-def interrupted_run(shards, cache_dir, tmp_path_factory) -> SimpleNamespace:
+def interrupted_run(datasets, cache_dir, tmp_path_factory) -> SimpleNamespace:
     """An uninterrupted run checkpointing every step, and a run of the same config that is
     SIGKILLed after its step-2 checkpoint, then resumed and SIGTERMed after one more step."""
     root = tmp_path_factory.mktemp("interrupted")
@@ -398,12 +401,12 @@ def interrupted_run(shards, cache_dir, tmp_path_factory) -> SimpleNamespace:
     # Dropout and stochastic depth keep their default rates: their keys must be replayed.
     uninterrupted = start(
         train_main_command(
-            reference, shards.train, checkpoint_every_steps=1, keep_checkpoints=TOTAL_STEPS
+            reference, datasets.train, checkpoint_every_steps=1, keep_checkpoints=TOTAL_STEPS
         ),
         env,
         root / "reference.log",
     )
-    command = train_main_command(workdir, shards.train, checkpoint_every_steps=2)
+    command = train_main_command(workdir, datasets.train, checkpoint_every_steps=2)
     killed = start(command, env, root / "killed.log")
     wait_for(
         lambda: (workdir / "checkpoints" / "2" / "commit_success.txt").exists(),

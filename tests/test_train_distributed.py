@@ -16,7 +16,7 @@ from train_support import (
     NUM_TRAIN,
     free_port,
     max_abs_diff,
-    prepare_shards,
+    prepare_datasets,
     saved_items,
     session_cache_dir,
     start,
@@ -30,19 +30,19 @@ TIMEOUT = 600  # seconds per subprocess
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> SimpleNamespace:
-    return prepare_shards(tmp_path_factory)
+def datasets(tmp_path_factory) -> SimpleNamespace:
+    return prepare_datasets(tmp_path_factory)
 
 
-def test_process_shards_form_the_single_process_batch(shards):
+def test_process_shards_form_the_single_process_batch(datasets):
     """Process p's batch k is the p-th half of the single-process batch k, augmentation
     included, so the global array of the two local batches is that batch row for row."""
     kwargs = dict(target_size=IMAGE_SIZE, augment=0.5, flip=True, seed=0, worker_count=0)
-    single = iter(make_train_loader(shards.train, "train", batch_size=BATCH_SIZE, **kwargs))
+    single = iter(make_train_loader(datasets.train, "train", batch_size=BATCH_SIZE, **kwargs))
     local = [
         iter(
             make_train_loader(
-                shards.train,
+                datasets.train,
                 "train",
                 batch_size=BATCH_SIZE // 2,
                 shard_index=index,
@@ -79,7 +79,7 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_two_processes_train_like_one(shards, cache_dir, tmp_path):
+def test_two_processes_train_like_one(datasets, cache_dir, tmp_path):
     # Dropout and stochastic depth on: their masks are drawn per row of the global batch, which
     # is the single-process batch row for row (test above).
     common = dict(max_steps=STEPS, learning_rate=LR)
@@ -90,7 +90,7 @@ def test_two_processes_train_like_one(shards, cache_dir, tmp_path):
         f"p{i}": start(
             train_main_command(
                 tmp_path / "two",
-                shards.train,
+                datasets.train,
                 distributed__enabled=True,
                 distributed__coordinator_address=address,
                 distributed__num_processes=2,
@@ -103,7 +103,7 @@ def test_two_processes_train_like_one(shards, cache_dir, tmp_path):
         for i in range(2)
     }
     processes["single"] = start(
-        train_main_command(tmp_path / "one", shards.train, **common), env, logs["single"]
+        train_main_command(tmp_path / "one", datasets.train, **common), env, logs["single"]
     )
     try:
         codes = {name: p.wait(TIMEOUT) for name, p in processes.items()}

@@ -49,12 +49,12 @@ STANDARD = {
 }
 
 
-def prepare_shards(tmp_path_factory) -> SimpleNamespace:
-    """Tiny synthetic sets as shards (``NUM_TRAIN`` 300W-LP-format training heads, ``NUM_TEST``
-    AFLW2000-format test heads, 64 px): ``.train`` and ``.test`` folders."""
-    from data_prep.synthetic_shards import prepare_synthetic_shards
+def prepare_datasets(tmp_path_factory) -> SimpleNamespace:
+    """Tiny synthetic sets as TFDS datasets (``NUM_TRAIN`` 300W-LP-format training heads,
+    ``NUM_TEST`` AFLW2000-format test heads, 64 px): ``.train`` and ``.test`` version folders."""
+    from data_prep.synthetic_data import prepare_synthetic_datasets
 
-    train, test = prepare_synthetic_shards(
+    train, test = prepare_synthetic_datasets(
         tmp_path_factory.mktemp("data"),
         num_train=NUM_TRAIN,
         num_test=NUM_TEST,

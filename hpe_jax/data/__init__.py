@@ -1,6 +1,6 @@
-"""Input data: the ArrayRecord record schema (``records``), crop and augmentation ops
-(``transforms``) and the grain input pipelines (``pipeline``).
+"""Input data: the TFDS datasets of ``python -m data_prep`` (``source``), crop and augmentation
+ops (``transforms``), the grain input pipelines (``pipeline``) and the global batches of a run
+(``loaders``).
 
-Import the submodules explicitly (``from hpe_jax.data.pipeline import make_train_loader``): the
-converters that only need ``records`` then do not load grain.
+Import the submodules explicitly (``from hpe_jax.data.loaders import make_loader``).
 """

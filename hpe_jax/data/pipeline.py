@@ -1,8 +1,11 @@
 """grain input pipelines: training (shuffled, repeated, augmented) and evaluation (exact, padded).
 
-Both read the ArrayRecord shards ``<data_dir>/<split>.array_record-NNNNN-of-MMMMM`` written with
-``hpe_jax.data.records`` and yield dicts of numpy arrays, per JAX process, ready for
-``jax.make_array_from_process_local_data`` (B: the process's batch size, S: ``target_size``):
+Both read a split of a TFDS dataset written by ``python -m data_prep`` through TFDS's
+``ArrayRecordDataSource`` (``hpe_jax.data.source``: ``data_dir`` is the dataset's version
+folder, its dataset folder or a data dir holding only it; local or a bucket path), decode the
+images themselves (PIL, in the transform) and yield dicts of numpy arrays, per JAX process
+(B: the process's batch size, S: ``target_size``); ``hpe_jax.data.loaders`` makes global arrays
+of them:
 
 | key      | dtype   | shape        | meaning                                                  |
 |----------|---------|--------------|----------------------------------------------------------|
@@ -21,9 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
-from pathlib import Path
+import os
 from typing import Any
 
 import grain
@@ -33,8 +35,7 @@ from absl import flags
 from PIL import Image
 
 from hpe_jax.data import transforms
-from hpe_jax.data.layout import shard_paths
-from hpe_jax.data.records import decode_record
+from hpe_jax.data.source import decode_image, record, split_source
 from hpe_jax.pose import encode_bins
 
 EVAL_MODES = ("aflw2000", "biwi")
@@ -50,7 +51,7 @@ def _labels(angles: np.ndarray, name: str) -> dict[str, np.ndarray]:
 
 @dataclasses.dataclass(frozen=True)
 class TrainTransform(grain.transforms.RandomMap):
-    """Serialised record -> augmented training example (see ``hpe_jax.data.transforms``).
+    """Source element -> augmented training example (see ``hpe_jax.data.transforms``).
 
     A module-level class configured by its fields only, so grain's spawned workers unpickle it.
 
@@ -67,8 +68,10 @@ class TrainTransform(grain.transforms.RandomMap):
     augment: float
     flip: bool
 
-    def random_map(self, element: bytes, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        rec = decode_record(element)
+    def random_map(
+        self, element: dict[str, Any], rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
+        rec = record(element)
         params = transforms.sample_augment_params(
             rng,
             augment=self.augment,
@@ -77,14 +80,14 @@ class TrainTransform(grain.transforms.RandomMap):
             size=self.target_size,
         )
         image, angles = transforms.augment_example(
-            rec["image"], rec["box"], rec["pose"], params, self.target_size
+            decode_image(rec["image_bytes"]), rec["box"], rec["pose"], params, self.target_size
         )
         return {"image": image, **_labels(angles, rec["name"])}
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalTransform(grain.transforms.Map):
-    """Serialised record (or ``b""`` padding) -> deterministic evaluation example with ``mask``.
+    """Source element (or ``{}``, padding) -> deterministic evaluation example with ``mask``.
 
     Attributes:
       mode: ``aflw2000`` (loose crop with k = 0.2, resize to S) or ``biwi`` (resize to the
@@ -97,7 +100,7 @@ class EvalTransform(grain.transforms.Map):
     target_size: int
     input_size: int
 
-    def map(self, element: bytes) -> dict[str, np.ndarray]:
+    def map(self, element: dict[str, Any]) -> dict[str, np.ndarray]:
         s = self.target_size
         if not element:
             return {
@@ -107,13 +110,13 @@ class EvalTransform(grain.transforms.Map):
                 "angles": np.zeros(3, np.float32),
                 "mask": np.array(False),
             }
-        rec = decode_record(element)
-        pil = Image.fromarray(rec["image"])
+        rec = record(element)
+        pil = Image.fromarray(decode_image(rec["image_bytes"]))
         if self.mode == "aflw2000":
             if rec["box"] is None:
                 raise ValueError(
-                    f"record {rec['name']!r} ({rec['dataset']}) has no face box, which eval mode "
-                    "'aflw2000' crops with; use mode 'biwi' for face-crop datasets"
+                    f"record {rec['name']!r} has no face box, which eval mode 'aflw2000' crops "
+                    "with; use mode 'biwi' for face-crop datasets"
                 )
             out = transforms.crop_resize(
                 pil, transforms.loose_box(rec["box"], transforms.EVAL_K), s
@@ -159,7 +162,7 @@ def _iterate_batches(
 
 
 def make_train_loader(
-    data_dir: str | Path,
+    data_dir: str | os.PathLike[str],
     split: str,
     *,
     batch_size: int,
@@ -185,8 +188,8 @@ def make_train_loader(
     workers produce whole batches) and is deterministic given them.
 
     Args:
-      data_dir: folder of the ArrayRecord shards.
-      split: split name, the shard file prefix (e.g. ``train``).
+      data_dir: the TFDS dataset (module docstring).
+      split: split name (e.g. ``train``).
       batch_size: batch size of THIS process.
       target_size: image side S, pixels.
       augment: probability in [0, 1] of augmenting a record.
@@ -211,7 +214,7 @@ def make_train_loader(
     if num_epochs is not None:
         _check_positive(num_epochs=num_epochs)
     shard_index, shard_count = _shard_args(shard_index, shard_count)
-    source = grain.sources.ArrayRecordDataSource(shard_paths(data_dir, split))
+    source = split_source(data_dir, split)
     batches = (
         grain.MapDataset.source(source)
         .shuffle(seed=seed)
@@ -227,7 +230,7 @@ def make_train_loader(
 
 
 def make_eval_loader(
-    data_dir: str | Path,
+    data_dir: str | os.PathLike[str],
     split: str,
     *,
     batch_size: int,
@@ -247,8 +250,8 @@ def make_eval_loader(
     summing over ``mask`` counts every record once across processes.
 
     Args:
-      data_dir: folder of the ArrayRecord shards.
-      split: split name, the shard file prefix (e.g. ``test``).
+      data_dir: the TFDS dataset (module docstring).
+      split: split name (e.g. ``test``).
       batch_size: batch size of THIS process.
       mode: ``aflw2000`` (crop with k = 0.2, resize to ``target_size``) or ``biwi`` (resize
         to the square ``input_size``, centre crop ``target_size``).
@@ -270,11 +273,11 @@ def make_eval_loader(
     if mode == "biwi" and input_size < target_size:
         raise ValueError(f"input_size {input_size} must be >= target_size {target_size}")
     shard_index, shard_count = _shard_args(shard_index, shard_count)
-    source = grain.sources.ArrayRecordDataSource(shard_paths(data_dir, split))
+    source = split_source(data_dir, split)
     ds = grain.MapDataset.source(source)
     num_padding = math.ceil(len(source) / shard_count) * shard_count - len(source)
     if num_padding:
-        ds = grain.MapDataset.concatenate([ds, grain.MapDataset.source([b""] * num_padding)])
+        ds = grain.MapDataset.concatenate([ds, grain.MapDataset.source([{}] * num_padding)])
     batches = (
         ds[shard_index::shard_count]
         .map(EvalTransform(mode, target_size, input_size))
@@ -284,19 +287,3 @@ def make_eval_loader(
         )
     )
     return _iterate_batches(batches, worker_count=worker_count, num_threads=num_threads)
-
-
-def loader_state(iterator: grain.DatasetIterator) -> bytes:
-    """The position of a loader's iterator, as JSON bytes to store with a checkpoint.
-
-    Restore it with ``restore_loader_state`` into an iterator of a loader built with the same
-    arguments (``worker_count`` included).
-    """
-    return json.dumps(iterator.get_state()).encode()
-
-
-def restore_loader_state(iterator: grain.DatasetIterator, state: bytes) -> None:
-    """Moves ``iterator`` to the position saved by ``loader_state``; the next batches are the
-    ones the saved iterator would have produced."""
-    decoded: Any = json.loads(state.decode())
-    iterator.set_state(decoded)
