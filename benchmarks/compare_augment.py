@@ -32,7 +32,6 @@ from PIL import Image
 
 from hpe_jax.data import transforms
 from hpe_jax.testing import augment_stats
-from hpe_jax.testing.original_augment import OriginalSampler
 
 SAMPLE = harness.REPO.parent / "shared" / "samples" / "300W_LP" / "IBUG_image_008_1_0"
 STATISTICS = ("geometric", "photometric", "flip_rate", "brightness", "sharpness")
@@ -45,42 +44,6 @@ def read_sample(stem: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
     box = (pt2d[0].min(), pt2d[1].min(), pt2d[0].max(), pt2d[1].max())
     pose = np.degrees(mat["Pose_Para"][0, [1, 0, 2]].astype(np.float64))
     return np.asarray(Image.open(f"{stem}.jpg").convert("RGB")), box, pose
-
-
-def current_log(sample, args: argparse.Namespace, seed: int) -> augment_stats.SampleLog:
-    image, box, pose = sample
-    log = augment_stats.SampleLog()
-    rng = np.random.default_rng(seed)
-    for _ in range(args.num):
-        params = transforms.sample_augment_params(
-            rng, augment=0.5, flip=True, has_box=True, size=args.size
-        )
-        out = transforms.augment_image(image, box, params, args.size)
-        angles = transforms.augment_angles(pose, params)
-        log.add(
-            out,
-            flipped=bool(angles[0] * pose[0] < 0),
-            augmented=params.augmented,
-            geometric=params.geometric,
-            photometric=params.photometric,
-        )
-    return log
-
-
-def original_log(sample, args: argparse.Namespace, seed: int) -> augment_stats.SampleLog:
-    image, box, pose = sample
-    log = augment_stats.SampleLog()
-    sampler = OriginalSampler(args.size, 0.5, True, seed)
-    for _ in range(args.num):
-        out, angles, draw = sampler.sample(image, box, pose)
-        log.add(
-            out,
-            flipped=bool(angles[0] * pose[0] < 0),
-            augmented=draw.augmented,
-            geometric=draw.geometric,
-            photometric=draw.photometric,
-        )
-    return log
 
 
 def load_baseline(commit: str, folder: Path) -> ModuleType:
@@ -145,8 +108,12 @@ def main() -> None:
         sys.exit(f"error: {args.sample}.jpg not found (give --sample)")
     sample = read_sample(args.sample)
 
-    reference = original_log(sample, args, seed=1)
-    results = {"current": augment_stats.compare(current_log(sample, args, seed=2), reference)}
+    reference = augment_stats.original_log(*sample, size=args.size, num=args.num, seed=1)
+    results = {
+        "current": augment_stats.compare(
+            augment_stats.transform_log(*sample, size=args.size, num=args.num, seed=2), reference
+        )
+    }
     if args.baseline:
         with tempfile.TemporaryDirectory() as tmp:
             old = load_baseline(args.baseline, Path(tmp))

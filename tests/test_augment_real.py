@@ -126,45 +126,17 @@ def test_face_crop_ops_equal_the_reference():
     )
 
 
-def _ours(image, box, pose, size: int, n: int, seed: int) -> augment_stats.SampleLog:
-    log = augment_stats.SampleLog()
-    rng = np.random.default_rng(seed)
-    for _ in range(n):
-        params = T.sample_augment_params(rng, augment=0.5, flip=True, has_box=True, size=size)
-        out = T.augment_image(image, box, params, size)
-        angles = T.augment_angles(pose, params)
-        log.add(
-            out,
-            flipped=bool(angles[0] * pose[0] < 0),
-            augmented=params.augmented,
-            geometric=params.geometric,
-            photometric=params.photometric,
-        )
-    return log
-
-
-def _reference(image, box, pose, size: int, n: int, seed: int, **kwargs) -> augment_stats.SampleLog:
-    log = augment_stats.SampleLog()
-    sampler = ref.OriginalSampler(size, 0.5, True, seed, **kwargs)
-    for _ in range(n):
-        out, angles, draw = sampler.sample(image, box, pose)
-        log.add(
-            out,
-            flipped=bool(angles[0] * pose[0] < 0),
-            augmented=draw.augmented,
-            geometric=draw.geometric,
-            photometric=draw.photometric,
-        )
-    return log
-
-
 def test_samples_cannot_be_told_from_the_original(lp):
     image, box, pose = lp
     size, n = 64, 2000
-    ours = _ours(image, box, pose, size, n, seed=11)
-    result = augment_stats.compare(ours, _reference(image, box, pose, size, n, seed=12))
+    ours = augment_stats.transform_log(image, box, pose, size=size, num=n, seed=11)
+    result = augment_stats.compare(
+        ours, augment_stats.original_log(image, box, pose, size=size, num=n, seed=12)
+    )
     assert augment_stats.min_p(result) > 1e-4, result
     assert abs(result["flip_rate"]["a"]["True"] - 1 / 8) < 0.04
     # The comparison can tell: photometric ops acting on every photometric step (1/4 each).
-    doubled = _reference(image, box, pose, size, n, seed=13, photometric_p=1.0)
+    doubled = augment_stats.original_log(
+        image, box, pose, size=size, num=n, seed=13, photometric_p=1.0
+    )
     assert augment_stats.min_p(augment_stats.compare(ours, doubled)) < 1e-6

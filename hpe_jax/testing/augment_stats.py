@@ -94,3 +94,64 @@ def compare(a: SampleLog, b: SampleLog) -> dict[str, dict[str, Any]]:
 def min_p(result: dict[str, dict[str, Any]]) -> float:
     """The smallest p-value of a ``compare`` result."""
     return min(entry["p"] for entry in result.values())
+
+
+def transform_log(
+    image: np.ndarray,
+    box: Any,
+    pose: np.ndarray,
+    *,
+    size: int,
+    num: int,
+    seed: int,
+) -> SampleLog:
+    """``num`` training samples of ``hpe_jax.data.transforms`` (augmentation 0.5, flips on, a
+    record with a face box) of one (H, W, 3) uint8 image, its box (x0, y0, x1, y1) pixels and
+    pose (yaw, pitch, roll) degrees, drawn with ``seed``, at ``size`` pixels."""
+    from hpe_jax.data import transforms
+
+    log = SampleLog()
+    rng = np.random.default_rng(seed)
+    for _ in range(num):
+        params = transforms.sample_augment_params(
+            rng, augment=0.5, flip=True, has_box=True, size=size
+        )
+        out = transforms.augment_image(image, box, params, size)
+        angles = transforms.augment_angles(pose, params)
+        log.add(
+            out,
+            flipped=bool(angles[0] * pose[0] < 0),
+            augmented=params.augmented,
+            geometric=params.geometric,
+            photometric=params.photometric,
+        )
+    return log
+
+
+def original_log(
+    image: np.ndarray,
+    box: Any,
+    pose: np.ndarray,
+    *,
+    size: int,
+    num: int,
+    seed: int,
+    **sampler_options: Any,
+) -> SampleLog:
+    """``num`` samples of the original's sampling (``original_augment.OriginalSampler``,
+    augmentation 0.5, flips on, ``sampler_options`` passed on) of the same inputs as
+    ``transform_log``."""
+    from hpe_jax.testing.original_augment import OriginalSampler
+
+    log = SampleLog()
+    sampler = OriginalSampler(size, 0.5, True, seed, **sampler_options)
+    for _ in range(num):
+        out, angles, draw = sampler.sample(image, box, pose)
+        log.add(
+            out,
+            flipped=bool(angles[0] * pose[0] < 0),
+            augmented=draw.augmented,
+            geometric=draw.geometric,
+            photometric=draw.photometric,
+        )
+    return log
