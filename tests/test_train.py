@@ -206,8 +206,8 @@ def test_best_validation_mae_survives_a_restart(datasets, tmp_path):
         Trainer(config, tmp_path)
 
 
-def test_validation_uses_and_names_the_configured_angle_error(shards, tmp_path):
-    config = standard_config(shards.train, data__val_dir=str(shards.test), val_metric="wrapped")
+def test_validation_uses_and_names_the_configured_angle_error(datasets, tmp_path):
+    config = standard_config(datasets.train, data__val_dir=str(datasets.test), val_metric="wrapped")
     trainer = Trainer(config, tmp_path)
     wrapped = trainer.validate()
     config.val_metric = "plain"
