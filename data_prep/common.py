@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hpe_jax.errors import UserError
+
 KEPT_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
 
 
-class ConversionError(Exception):
+class ConversionError(UserError):
     """The conversion cannot go on: a whole input is unusable, or a sample is bad under 'fail'."""
 
 

@@ -36,6 +36,8 @@ from typing import Any
 
 import ml_collections
 
+from hpe_jax.errors import UserError
+
 GIB = 1024**3
 # Chip shapes of a slice by its chip count (Cloud TPU's 2D and 3D slice shapes).
 _SHAPES_2D = {
@@ -86,7 +88,7 @@ CHIPS = {
 GPU_TARGET_FILES = {"h100": "h100_sxm.txtpb", "a100": "a100_sxm_80.txtpb"}
 
 
-class AotError(Exception):
+class AotError(UserError):
     """A topology, option or compiler that cannot be used; the message says which and why."""
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
+from hpe_jax.errors import UserError
 from hpe_jax.pose import ANGLE_ERRORS, geodesic, maev, rotation_from_euler
 
 if TYPE_CHECKING:
@@ -200,7 +201,7 @@ def make_predictor(model: HPENet) -> Callable[[jax.Array], np.ndarray]:
     return lambda images: np.asarray(predict(params, batch_stats, rest, images, graphdef=graphdef))
 
 
-class EvalError(Exception):
+class EvalError(UserError):
     """An unusable checkpoint, data folder or config; the message names the path and problem."""
 
 

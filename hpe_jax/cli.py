@@ -1,0 +1,69 @@
+"""How every command-line entry point ends on an expected error: one line, exit status 2.
+
+``run_cli(main, verbose=...)`` calls ``main`` and turns a ``UserError`` or an ``OSError`` (also one
+found behind another exception, as libraries wrap the OSError of a failed write) into the line
+``error: <what, where, what was expected>`` on stderr and ``sys.exit(2)``. With ``verbose`` or
+the environment variable ``HPE_JAX_TRACEBACK=1`` the exception propagates with its traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from hpe_jax.errors import UserError
+
+TRACEBACK_ENV = "HPE_JAX_TRACEBACK"
+EXIT_USER_ERROR = 2
+T = TypeVar("T")
+
+
+def os_error_in_chain(err: BaseException) -> OSError | None:
+    """The first OSError among ``err`` and its causes / contexts, None when there is none."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def describe_os_error(err: OSError, folder: str | Path | None = None) -> str:
+    """One line for a failed file operation: the file (or ``folder`` when the error names none)
+    and the cause; a full disk and a read-only or forbidden folder are named as such."""
+    where = err.filename or folder or "?"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}: no space left on the device (disk or quota full); free space and rerun"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{where}: not writable ({err.strerror}); choose a folder you may write to"
+    return f"{where}: {err.strerror or err}"
+
+
+def one_line(message: str) -> str:
+    """``message`` with its lines joined by ``; `` (an error line must stay one line)."""
+    return "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def run_cli(main: Callable[[], T], *, verbose: bool = False, folder: str | Path | None = None) -> T:
+    """Returns ``main()``; on a UserError or an OSError (in the exception's chain) prints one line
+    on stderr and exits with status 2, unless ``verbose`` or ``HPE_JAX_TRACEBACK=1`` asks for the
+    traceback. ``folder`` is named when a failed write does not name its file."""
+    try:
+        return main()
+    except Exception as err:
+        if verbose or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            raise
+        if isinstance(err, UserError):
+            line = one_line(str(err))
+        elif (os_err := os_error_in_chain(err)) is not None:
+            line = describe_os_error(os_err, folder)
+        else:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
