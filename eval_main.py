@@ -14,17 +14,21 @@ Uses the evaluation fields of the training configs (``config.data.val_dir`` / ``
 ``config.model.variant``, ``config.progress``), so a training recipe evaluates its own
 validation set as it is. Prints a table and writes the same numbers as JSON to ``--output``,
 by default ``eval_<dataset>_<split>.json`` in PATH (a directory) or ``<stem>_eval_<dataset>_
-<split>.json`` beside PATH (a file). One process, one device.
+<split>.json`` beside PATH (a file). One process, one device. A bad config value, checkpoint
+or dataset ends with one line naming it and exit status 2 (``--verbose``: with the traceback);
+in a sweep, checkpoints that cannot be evaluated are listed in the report, the others evaluated,
+and the exit status is 2.
 """
 
 from __future__ import annotations
 
-import sys
-
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hpe_jax.evaluate import EvalError, evaluate_and_report
+from hpe_jax.cli import run_cli
+from hpe_jax.config_check import check_eval_config
+from hpe_jax.evaluate import evaluate_and_report
 from hpe_jax.host_memory import retain_freed_host_memory
 
 FLAGS = flags.FLAGS
@@ -33,17 +37,21 @@ flags.DEFINE_string(
     "checkpoint", None, "Checkpoint, PyTorch checkpoint file, or a directory of them."
 )
 flags.DEFINE_string("output", None, "JSON report path (default: beside the checkpoint).")
+flags.DEFINE_bool("verbose", False, "Show the traceback of an error.")
 flags.mark_flags_as_required(["config", "checkpoint"])
 
 
-def main(argv: list[str]) -> None:
+def run(config: ml_collections.ConfigDict, checkpoint: str, output: str | None) -> None:
+    """Checks the config, then evaluates and reports (``evaluate_and_report``)."""
+    check_eval_config(config)
+    evaluate_and_report(config, checkpoint, output)
+
+
+def main(argv: list[str]) -> int:
     del argv
     retain_freed_host_memory()  # before the first computation: hpe_jax/host_memory.py
     logging.set_verbosity(logging.WARNING)  # orbax and grain log every operation at INFO
-    try:
-        evaluate_and_report(FLAGS.config, FLAGS.checkpoint, FLAGS.output)
-    except EvalError as err:
-        sys.exit(f"error: {err}")
+    return run_cli(lambda: run(FLAGS.config, FLAGS.checkpoint, FLAGS.output), verbose=FLAGS.verbose)
 
 
 if __name__ == "__main__":

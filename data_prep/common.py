@@ -71,7 +71,8 @@ def normalised_name(relative: str) -> str:
 
 
 def read_name_list(path: str | Path) -> list[str]:
-    """Non-empty stripped lines of a list file (the original's relative names / indices)."""
+    """Non-empty stripped lines of a list file (the original's relative names / indices);
+    ConversionError for an unreadable or empty list or one naming a sample twice."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
@@ -79,6 +80,20 @@ def read_name_list(path: str | Path) -> list[str]:
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise ConversionError(f"{path}: the filename list is empty")
+    first: dict[str, int] = {}
+    repeats = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            key = normalised_name(line.strip())
+            if key in first:
+                repeats.append(f"line {number} repeats line {first[key]} ({line.strip()!r})")
+            first.setdefault(key, number)
+    if repeats:
+        shown = "; ".join(repeats[:3]) + ("; ..." if len(repeats) > 3 else "")
+        raise ConversionError(
+            f"{path}: {len(repeats)} duplicate line(s), which would give duplicate records: "
+            f"{shown}; remove them"
+        )
     return names
 
 
@@ -113,7 +128,10 @@ def encode_png(rgb: np.ndarray) -> bytes:
 
 
 def finite_array(value: object, name: str, path: Path | str, key: str) -> np.ndarray:
-    """``value`` as a float64 array, raising SampleError if it is not numeric or not finite."""
+    """``value`` as a float64 array, raising SampleError if it is not real numeric (complex
+    values are refused, not cast) or not finite."""
+    if np.iscomplexobj(value):
+        raise SampleError(name, path, f"{key}: complex values, expected real numbers")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as e:

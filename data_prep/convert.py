@@ -14,9 +14,14 @@ name. TFDS reads the result: ``tfds.builder_from_directory(OUT/<name>/1.0.0)``.
 Samples are loaded and checked in ``--workers`` processes and written in source order. A bad
 sample stops the run (``--on_error fail``, error naming the file and problem) or is skipped,
 counted and listed in the dataset's ``metadata.json`` (``skip``). Samples outside the angle
-filter (``--max_abs_angle``, by default 99 for aflw2000 and dad, none for the others) are
-dropped, counted and listed. The split is prepared in a hidden folder of OUT and published at
-once (``data_prep.publish``); a split the dataset already holds is refused, never replaced.
+filter (``--max_abs_angle``, by default 99 for aflw2000 and dad, none for the others) and,
+unless ``--no_angle_filter``, those the angle bins cannot label (|angle| >= 100) are dropped,
+counted and listed. Values are checked as they are stored (float32: a pose finite in float64 but
+not in float32 is a bad sample); a filename list naming a sample twice is refused. The split is
+prepared in a hidden folder of OUT and published at once (``data_prep.publish``); a split the
+dataset already holds is refused unless
+``--overwrite`` names it. One conversion at a time writes into OUT (``hpe_jax.folder_lock``: a
+second live one is refused with its pid; the hidden folders of a killed one are removed).
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import argparse
 import logging
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +47,9 @@ from data_prep.publish import (
     staging_root,
     stale_staging,
 )
+from hpe_jax.cli import run_cli
+from hpe_jax.errors import UserError
+from hpe_jax.folder_lock import folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +83,7 @@ def convert(
     max_abs_angle: float | Literal["auto"] | None = "auto",
     synthetic: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Converts one split of ``dataset`` from ``data_dir`` into a TFDS dataset in ``output_dir``.
 
@@ -89,10 +97,14 @@ def convert(
       workers: processes loading and checking samples.
       on_error: ``fail`` stops at the first bad sample; ``skip`` skips, counts and lists it.
       max_abs_angle: drop samples with any |yaw|, |pitch| or |roll| above this (degrees);
-        None keeps all; ``auto``: 99 for aflw2000 and dad, None for the others.
+        ``auto``: 99 for aflw2000 and dad, no limit for the others. Unless None, samples the
+        angle bins cannot label (any |angle| >= 100, which training refuses) are dropped too;
+        None keeps every sample (a dataset for evaluation only).
       synthetic: the files are synthetic heads in ``dataset``'s format (dataset
         ``synthetic_heads/<dataset>``).
       progress: show a progress bar (records/s) on stderr.
+      overwrite: replace ``split`` if the dataset holds it (only that split's files and
+        entries); without it such a split is refused.
 
     Returns:
       The split's metadata (as in ``metadata.json``) with ``dataset`` (the TFDS name),
@@ -101,16 +113,17 @@ def convert(
 
     Raises:
       ConversionError: unusable input, a bad sample with ``on_error='fail'``, or a split the
-        dataset already holds.
+        dataset already holds (without ``overwrite``).
+      FolderBusyError: another live conversion holds ``output_dir``.
     """
     module = reader(dataset)
     check_split(split)
     if on_error not in ("fail", "skip"):
-        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+        raise UserError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise UserError(f"workers must be >= 1, got {workers}")
     if num_shards is not None and num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+        raise UserError(f"num_shards must be >= 1, got {num_shards}")
     limit = FORMATS[dataset].max_abs_angle if max_abs_angle == "auto" else max_abs_angle
     data_dir = Path(data_dir).resolve()
     if not data_dir.is_dir():
@@ -118,27 +131,39 @@ def convert(
     output_dir = Path(output_dir).resolve()
     target = make_builder(dataset, output_dir, synthetic=synthetic)
     final, label = Path(target.data_dir), _label(target)
-    refuse_existing(final, split)
+    if not overwrite:
+        refuse_existing(final, split)
     list_path = None if filename_list is None else Path(filename_list).resolve()
     items = module.list_items(data_dir, list_path, split)
     if not items:
         raise ConversionError(f"{data_dir}: nothing to convert")
 
-    run = ConversionRun(data_dir, items, split, workers, on_error, limit, list_path, progress)
-    for stale in stale_staging(output_dir, label, split):
-        log.warning("removing %s, left by an interrupted conversion of this split", stale)
-        shutil.rmtree(stale)
-    root = staging_root(output_dir, label, split)
-    builder = make_builder(dataset, root, synthetic=synthetic, run=run)
-    tfds.display_progress_bar(False)  # the run's own bar counts records against the total
-    try:
-        builder.download_and_prepare(
-            download_dir=root / "downloads",
-            download_config=tfds.download.DownloadConfig(num_shards=num_shards),
-        )
-        publish(Path(builder.data_dir), final, split)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    run = ConversionRun(
+        data_dir,
+        items,
+        split,
+        workers,
+        on_error,
+        limit,
+        list_path,
+        progress,
+        labelled_only=max_abs_angle is not None,
+    )
+    with folder_lock(output_dir, f"python -m data_prep writing {label}/{split}") as interrupted:
+        for stale in stale_staging(output_dir):
+            log.warning("removing %s, left by an interrupted conversion (%s)", stale, interrupted)
+            shutil.rmtree(stale)
+        root = staging_root(output_dir, label, split)
+        builder = make_builder(dataset, root, synthetic=synthetic, run=run)
+        tfds.display_progress_bar(False)  # the run's own bar counts records against the total
+        try:
+            builder.download_and_prepare(
+                download_dir=root / "downloads",
+                download_config=tfds.download.DownloadConfig(num_shards=num_shards),
+            )
+            publish(Path(builder.data_dir), final, split, overwrite=overwrite)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
     info = builder.info.splits[split]
     return {
         **builder.info.metadata[split],
@@ -189,8 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop samples with any |angle| above this many degrees (default: 99 for aflw2000 "
         "and dad, no filter for 300w_lp and biwi)",
     )
-    angle.add_argument("--no_angle_filter", action="store_true", help="keep every sample")
+    angle.add_argument(
+        "--no_angle_filter",
+        action="store_true",
+        help="keep every sample, also those with |angle| >= 100 that the angle bins cannot "
+        "label (by default dropped and counted: training refuses them)",
+    )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the split if the dataset already holds it (only that split)",
+    )
+    p.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     return p
 
 
@@ -202,23 +238,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_abs_angle: float | Literal["auto"] | None = None
     else:
         max_abs_angle = "auto" if args.max_abs_angle is None else args.max_abs_angle
-    try:
-        meta = convert(
-            args.dataset,
-            args.data_dir,
-            args.output_dir,
-            filename_list=args.filename_list,
-            split=args.split,
-            num_shards=args.num_shards,
-            workers=args.workers,
-            on_error=args.on_error,
-            max_abs_angle=max_abs_angle,
-            synthetic=args.synthetic,
-            progress=not args.no_progress,
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        result.update(
+            convert(
+                args.dataset,
+                args.data_dir,
+                args.output_dir,
+                filename_list=args.filename_list,
+                split=args.split,
+                num_shards=args.num_shards,
+                workers=args.workers,
+                on_error=args.on_error,
+                max_abs_angle=max_abs_angle,
+                synthetic=args.synthetic,
+                progress=not args.no_progress,
+                overwrite=args.overwrite,
+            )
         )
-    except (ConversionError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+
+    status = run_cli(run, verbose=args.verbose, folder=args.output_dir)
+    if status:
+        return status
+    meta = result
     print(
         f"{meta['dataset']}/{meta['split']}: wrote {meta['num_records']} records in "
         f"{meta['num_shards']} file(s) to {meta['dataset_dir']}; filtered {meta['num_filtered']} "

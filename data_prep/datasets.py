@@ -20,6 +20,7 @@ from typing import Any
 
 from data_prep import aflw2000, biwi, dad, w300lp
 from data_prep.common import Sample, SampleError
+from hpe_jax.errors import UserError
 
 MAX_CHUNK = 64
 
@@ -43,7 +44,7 @@ class Failure:
 def reader(dataset: str) -> ModuleType:
     """The reader module of ``dataset`` (one of ``READERS``)."""
     if dataset not in READERS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(READERS)}")
+        raise UserError(f"unknown dataset {dataset!r}; expected one of {sorted(READERS)}")
     return READERS[dataset]
 
 

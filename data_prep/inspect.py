@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from collections.abc import Sequence
 from itertools import islice
 from pathlib import Path
@@ -28,9 +27,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from data_prep.reader import read_records
+from hpe_jax.cli import run_cli
 from hpe_jax.data.pipeline import make_train_loader
 from hpe_jax.data.source import check_split, dataset_label, open_dataset, split_metadata
 from hpe_jax.data.transforms import denormalize
+from hpe_jax.errors import UserError
 
 LISTED = 5
 CAPTION = 30
@@ -95,7 +96,7 @@ def draw_record(record: dict[str, Any], cell: int) -> Image.Image:
 def contact_sheet(records: Sequence[dict[str, Any]], columns: int, cell: int) -> Image.Image:
     """A grid of ``draw_record`` cells, ``columns`` wide."""
     if not records:
-        raise ValueError("no records to draw")
+        raise UserError("no records to draw")
     columns = min(columns, len(records))
     rows = math.ceil(len(records) / columns)
     sheet = Image.new("RGB", (columns * cell, rows * (cell + CAPTION)), (0, 0, 0))
@@ -219,28 +220,23 @@ def _augment_flag_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def augmented_main(args: argparse.Namespace) -> int:
-    """``--augment``: draws, saves and/or dumps the training samples; returns the exit status."""
-    try:
-        images, angles = training_samples(
-            args.output_dir,
-            args.split,
-            args.augment,
-            augment=args.augment_prob,
-            flip=args.flip,
-            image_size=args.image_size,
-            seed=args.seed,
-        )
-        if args.output is not None:
-            sample_sheet(images, angles, args.columns).save(args.output)
-            print(f"sheet of {len(images)} training samples: {args.output}")
-        if args.dump is not None:
-            np.savez(args.dump, images=images, angles=angles)
-            print(f"{len(images)} training samples: {args.dump}")
-    except (OSError, ValueError) as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 1
-    return 0
+def augmented_main(args: argparse.Namespace) -> None:
+    """``--augment``: draws, saves and/or dumps the training samples."""
+    images, angles = training_samples(
+        args.output_dir,
+        args.split,
+        args.augment,
+        augment=args.augment_prob,
+        flip=args.flip,
+        image_size=args.image_size,
+        seed=args.seed,
+    )
+    if args.output is not None:
+        sample_sheet(images, angles, args.columns).save(args.output)
+        print(f"sheet of {len(images)} training samples: {args.output}")
+    if args.dump is not None:
+        np.savez(args.dump, images=images, angles=angles)
+        print(f"{len(images)} training samples: {args.dump}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -266,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, help="training seed (0)")
     p.add_argument("--output", type=Path, help="--augment: save the samples' grid (PNG) here")
     p.add_argument("--dump", type=Path, help="--augment: save images and angles (npz) here")
+    p.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = p.parse_args(argv)
     given = [f"--{key}" for key in AUGMENT_FLAGS if getattr(args, key) is not None]
     if args.augment is None and given:
@@ -277,12 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem = _augment_flag_problem(args)
         if problem is not None:
             p.error(problem)
-        return augmented_main(args)
-    try:
-        meta = read_metadata(args.output_dir, args.split)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return run_cli(lambda: augmented_main(args), verbose=args.verbose)
+    return run_cli(lambda: _print_records(args), verbose=args.verbose)
+
+
+def _print_records(args: argparse.Namespace) -> None:
+    """Prints the split's summary and first records; draws the contact sheet if asked."""
+    meta = read_metadata(args.output_dir, args.split)
     print(json.dumps(_summary(meta), indent=1))
     records = list(islice(read_records(args.output_dir, args.split), args.num))
     for record in records:
@@ -290,7 +288,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.contact_sheet is not None:
         contact_sheet(records, args.columns, args.cell).save(args.contact_sheet)
         print(f"contact sheet of {len(records)} records: {args.contact_sheet}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ A conversion prepares its split in a hidden folder beside the datasets (``stagin
 then ``publish`` es it: a new dataset version folder is renamed into place; a split added to an
 existing version has its record files moved in first, then ``metadata.json`` and, last,
 ``dataset_info.json`` (which lists the splits) replaced, so a reader sees the dataset before or
-after, never in between. A split that the dataset already holds is never replaced. Two runs
-must not add splits to the same dataset at the same time.
+after, never in between. A split that the dataset already holds is replaced only on request
+(``overwrite``). The caller holds the output folder's lock (``hpe_jax.folder_lock``), so two
+runs never add splits to one dataset at the same time.
 """
 
 from __future__ import annotations
@@ -17,17 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.common import ConversionError
+from hpe_jax.errors import UserError
 
 INFO_FILE = "dataset_info.json"
 FEATURES_FILE = "features.json"
 METADATA_FILE = "metadata.json"
 SPLIT_RE = re.compile(r"[A-Za-z0-9_]+")
+STAGING_RE = re.compile(r"\.[A-Za-z0-9_-]+-[A-Za-z0-9_]+\.tmp-\d+")
 
 
 def check_split(split: str) -> str:
     """Returns ``split`` if it is a usable split name (letters, digits, ``_``; not ``all``)."""
     if not SPLIT_RE.fullmatch(split) or split == "all":
-        raise ValueError(f"split name {split!r} must be letters, digits or '_' (and not 'all')")
+        raise UserError(f"split name {split!r} must be letters, digits or '_' (and not 'all')")
     return split
 
 
@@ -36,12 +39,12 @@ def staging_root(output_dir: Path, label: str, split: str) -> Path:
     return output_dir / f".{label}-{split}.tmp-{os.getpid()}"
 
 
-def stale_staging(output_dir: Path, label: str, split: str) -> list[Path]:
-    """Staging folders of ``label`` / ``split`` left in ``output_dir`` by interrupted runs."""
+def stale_staging(output_dir: Path) -> list[Path]:
+    """The staging folders in ``output_dir``: left by interrupted runs when this process holds
+    the folder's lock (``hpe_jax.folder_lock``), as every conversion does while it writes."""
     if not output_dir.is_dir():
         return []
-    pattern = re.compile(re.escape(f".{label}-{split}.tmp-") + r"\d+")
-    return sorted(p for p in output_dir.iterdir() if pattern.fullmatch(p.name))
+    return sorted(p for p in output_dir.iterdir() if STAGING_RE.fullmatch(p.name))
 
 
 def _read_json(path: Path) -> Any:
@@ -78,9 +81,19 @@ def refuse_existing(version_dir: Path, split: str) -> None:
         )
 
 
-def publish(prepared: Path, final: Path, split: str) -> None:
+def _split_files(version_dir: Path, dataset: str, split: str) -> list[Path]:
+    prefix = f"{dataset}-{split}."
+    return sorted(p for p in version_dir.iterdir() if p.name.startswith(prefix))
+
+
+def publish(prepared: Path, final: Path, split: str, *, overwrite: bool = False) -> None:
     """Moves the prepared dataset version folder ``prepared`` (holding ``split`` only) to
-    ``final``, or adds its split to the dataset already at ``final`` (module docstring)."""
+    ``final``, or adds its split to the dataset already at ``final`` (module docstring).
+
+    With ``overwrite`` a split ``final`` already holds is replaced: its record files are moved
+    into ``prepared`` (removed with it by the caller) before the new ones move in, so nothing of
+    another split is touched; a reader during the swap may find that split's files missing.
+    """
     if not (final / INFO_FILE).is_file():
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -88,7 +101,8 @@ def publish(prepared: Path, final: Path, split: str) -> None:
         except OSError as e:
             raise ConversionError(f"{final}: cannot move the prepared dataset there ({e})") from e
         return
-    refuse_existing(final, split)
+    if not overwrite:
+        refuse_existing(final, split)
     if (prepared / FEATURES_FILE).read_bytes() != (final / FEATURES_FILE).read_bytes():
         raise ConversionError(
             f"{final} has other features than the prepared split {split!r} (written by another "
@@ -97,16 +111,19 @@ def publish(prepared: Path, final: Path, split: str) -> None:
     new_info = _read_json(prepared / INFO_FILE)
     info = _read_json(final / INFO_FILE)
     (new_split,) = [s for s in new_info["splits"] if s["name"] == split]
-    prefix = f"{new_info['name']}-{split}."
-    for path in prepared.iterdir():
-        if path.name.startswith(prefix):
-            os.replace(path, final / path.name)
+    replaced = prepared / "replaced"
+    replaced.mkdir()
+    for path in _split_files(final, new_info["name"], split):
+        os.replace(path, replaced / path.name)
+    for path in _split_files(prepared, new_info["name"], split):
+        os.replace(path, final / path.name)
     new_metadata = (
         _read_json(prepared / METADATA_FILE) if (prepared / METADATA_FILE).is_file() else {}
     )
-    if split in new_metadata:
-        metadata_path = final / METADATA_FILE
-        metadata = _read_json(metadata_path) if metadata_path.is_file() else {}
-        _replace_json(metadata_path, {**metadata, split: new_metadata[split]})
-    info["splits"] = [*info.get("splits", []), new_split]
+    metadata_path = final / METADATA_FILE
+    metadata = _read_json(metadata_path) if metadata_path.is_file() else {}
+    if split in new_metadata or split in metadata:
+        metadata.pop(split, None)
+        _replace_json(metadata_path, {**metadata, **new_metadata})
+    info["splits"] = [*(s for s in info.get("splits", []) if s["name"] != split), new_split]
     _replace_json(final / INFO_FILE, info)

@@ -68,6 +68,7 @@ import argparse
 import io
 import json
 import re
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -80,6 +81,8 @@ import scipy.io
 from PIL import Image
 
 from data_prep.synthetic_heads import Rendered, render_head
+from hpe_jax.cli import run_cli
+from hpe_jax.errors import UserError
 from hpe_jax.pose import rotation_from_euler
 
 FORMATS = ("300w_lp", "aflw2000", "biwi", "dad")
@@ -314,7 +317,7 @@ def _write_aflw2000(jobs: list[_Job], ranges, quality: int) -> list[dict]:
 
 def _write_biwi(jobs: list[_Job], ranges, layout: str) -> list[dict]:
     if layout not in BIWI_LAYOUTS:
-        raise ValueError(f"biwi layout must be one of {BIWI_LAYOUTS}, got {layout!r}")
+        raise UserError(f"biwi layout must be one of {BIWI_LAYOUTS}, got {layout!r}")
     n_train = round(TRAIN_FRACTION * len(jobs))
     dtype = np.float32 if layout == "per_image" else np.float64
     images, poses, out = [], [], []
@@ -384,9 +387,9 @@ def _dad_attributes(rng: np.random.Generator, pose) -> dict[str, Any]:
 
 def _write_dad(jobs: list[_Job], ranges, layout: str, split: str) -> list[dict]:
     if layout not in DAD_LAYOUTS:
-        raise ValueError(f"dad layout must be one of {DAD_LAYOUTS}, got {layout!r}")
+        raise UserError(f"dad layout must be one of {DAD_LAYOUTS}, got {layout!r}")
     if not re.fullmatch(r"[A-Za-z0-9_-]+", split):
-        raise ValueError(f"dad split must be letters, digits, '_' or '-', got {split!r}")
+        raise UserError(f"dad split must be letters, digits, '_' or '-', got {split!r}")
     root = jobs[0].out
     split_dir = root / split
     (split_dir / "images").mkdir(parents=True, exist_ok=True)
@@ -483,12 +486,12 @@ def generate(
       the preprocessed one unless ``layout="official"``).
     """
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        raise UserError(f"format must be one of {FORMATS}, got {format!r}")
     if num < 1:
-        raise ValueError(f"num must be >= 1, got {num}")
+        raise UserError(f"num must be >= 1, got {num}")
     unknown = sorted(set(options) - _OPTIONS[format])
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"unknown option(s) for {format}: {unknown}; known: {sorted(_OPTIONS[format])}"
         )
     ranges = tuple(
@@ -500,7 +503,7 @@ def generate(
         split_npz = format == "biwi" and layout == "split_npz"
         image_size = BIWI_SPLIT_NPZ_SIZE if split_npz else DEFAULT_IMAGE_SIZE[format]
     if image_size < 16:
-        raise ValueError(f"image_size must be >= 16, got {image_size}")
+        raise UserError(f"image_size must be >= 16, got {image_size}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stream = FORMATS.index(format)
@@ -515,8 +518,8 @@ def generate(
     return _write_dad(jobs, ranges, layout or "both", str(options.get("split", "train")))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line entry point (module docstring)."""
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point (module docstring); returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--num", type=int, required=True, help="number of samples")
@@ -530,7 +533,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--split", default=None, help="dad: split name (default train)")
     parser.add_argument("--no_flip_twins", action="store_true", help="300w_lp: no _Flip twins")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
+    return run_cli(lambda: _generate(args), verbose=args.verbose, folder=args.out)
+
+
+def _generate(args: argparse.Namespace) -> None:
+    """Writes the samples ``args`` asks for and prints what was written."""
     options: dict[str, Any] = {}
     if args.layout is not None:
         options["layout"] = args.layout
@@ -548,4 +557,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

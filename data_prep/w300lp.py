@@ -53,7 +53,8 @@ def pose_from_mat(mat: dict[str, Any], path: Path, name: str) -> np.ndarray:
     para = finite_array(mat["Pose_Para"], name, path, "Pose_Para")
     check_shape(para, (1, 7), name, path, "Pose_Para")
     pitch, yaw, roll = para[0, :3]
-    return np.degrees(np.array([yaw, pitch, roll])).astype(np.float32)
+    with np.errstate(over="ignore"):  # out of float32's range: refused by the builder
+        return np.degrees(np.array([yaw, pitch, roll])).astype(np.float32)
 
 
 def landmarks_from_mat(

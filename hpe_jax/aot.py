@@ -36,6 +36,7 @@ from typing import Any
 
 import ml_collections
 
+from hpe_jax.cli import run_cli
 from hpe_jax.errors import UserError
 
 GIB = 1024**3
@@ -291,25 +292,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", help="write the report as JSON here")
     parser.add_argument("--dump-hlo", help="write the compiled HLO text here")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    try:
-        if args.per_device_batch < 1 or args.image_size < 32:
-            raise AotError("--per-device-batch must be >= 1 and --image-size >= 32")
-        target = parse_topology(args.topology, args.hosts)
-        report = compile_report(
-            target,
-            load_config(args.config),
-            per_device_batch=args.per_device_batch,
-            image_size=args.image_size,
-            dtype=args.dtype,
-            variant=args.variant,
-            dump_hlo=args.dump_hlo,
-        )
-        if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    except (AotError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: _report(args), verbose=args.verbose)
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Compiles and reports the step ``args`` names; 1 when it does not fit a device."""
+    if args.per_device_batch < 1 or args.image_size < 32:
+        raise AotError("--per-device-batch must be >= 1 and --image-size >= 32")
+    target = parse_topology(args.topology, args.hosts)
+    report = compile_report(
+        target,
+        load_config(args.config),
+        per_device_batch=args.per_device_batch,
+        image_size=args.image_size,
+        dtype=args.dtype,
+        variant=args.variant,
+        dump_hlo=args.dump_hlo,
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(format_report(report))
     if not report["fits"]:
         print(

@@ -5,10 +5,17 @@ statistics as a nested dict of arrays, the NNX state's pure-dict form) and ``met
 ``variant`` and ``model_config``). A resumable training checkpoint adds ``opt_state`` (the
 optimiser state), ``train`` (JSON: ``step``, ``epoch``) and ``data_iter`` (the grain iterator);
 ``load_model`` reads only ``model`` and ``meta``.
+
+Every restore is verified: ``meta`` holds a digest (BLAKE2b of the bytes) of every array of the
+``model`` and ``opt_state`` items, checked against what was read, and a non-finite weight is
+refused with its name. Checkpoints written without digests load unverified by digest (still
+checked for non-finite weights). Resuming skips a damaged newest step for the newest intact one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from hpe_jax.errors import UserError
 from hpe_jax.models import HPENet, get_config
 from hpe_jax.models.config import upgrade_model_config
 
@@ -31,6 +39,7 @@ META_ITEM = "meta"
 OPT_ITEM = "opt_state"
 TRAIN_ITEM = "train"
 DATA_ITEM = "data_iter"
+DIGESTS_KEY = "digests"
 _STEP_DIR = re.compile(r"^\d+$")
 # The variables a model checkpoint holds (a tuple filter: either kind).
 MODEL_VARIABLES = (nnx.Param, nnx.BatchStat)
@@ -41,8 +50,77 @@ def model_state(model: nnx.Module) -> dict[str, Any]:
     return nnx.to_pure_dict(nnx.state(model, MODEL_VARIABLES))
 
 
+def _host_array(leaf: Any) -> np.ndarray:
+    """The full value of ``leaf`` on this host (a replicated array's local copy)."""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        return np.asarray(leaf.addressable_shards[0].data)
+    return np.asarray(leaf)
+
+
+def _leaves(tree: Any) -> list[tuple[str, Any]]:
+    return [(jax.tree_util.keystr(k), v) for k, v in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+def array_digests(tree: Any) -> dict[str, str]:
+    """{key path: BLAKE2b hex digest of the array's dtype, shape and bytes} of every leaf."""
+    digests = {}
+    for key, leaf in _leaves(tree):
+        value = np.ascontiguousarray(_host_array(leaf))
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{value.dtype.str}{value.shape}".encode())
+        h.update(value.tobytes())
+        digests[key] = h.hexdigest()
+    return digests
+
+
+def verify_arrays(where: Path, item: str, tree: Any, digests: dict[str, str] | None) -> None:
+    """Raises a UserError naming the array of ``tree`` (item ``item`` of the checkpoint at
+    ``where``) whose digest differs from ``digests`` (when given), or, for ``model``, a
+    non-finite parameter or statistic."""
+    if digests is not None:
+        found = array_digests(tree)
+        if found.keys() != digests.keys():
+            raise UserError(
+                f"checkpoint {where}: item {item!r} does not hold the arrays its digests list"
+            )
+        for key, digest in found.items():
+            if digest != digests[key]:
+                raise UserError(
+                    f"checkpoint {where}: array {item}{key} is damaged (its bytes differ from "
+                    "the digest saved with it)"
+                )
+    if item == MODEL_ITEM:
+        for key, leaf in _leaves(tree):
+            value = _host_array(leaf)
+            if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+                raise UserError(f"checkpoint {where}: weight {key} holds NaN or Inf values")
+
+
 def _model_meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return {"variant": config.variant, "model_config": config.to_dict()}
+
+
+def check_checkpoint_output(output: Path, overwrite: bool) -> None:
+    """Refuses an ``output`` that exists and is not empty, unless ``overwrite`` is given and it
+    is a checkpoint step directory (only a checkpoint is ever replaced)."""
+    if not output.exists():
+        return
+    if not output.is_dir():
+        raise UserError(f"--output {output} is a file; expected a new or empty directory")
+    contents = sorted(p.name for p in output.iterdir())
+    if not contents:
+        return
+    shown = ", ".join(contents[:5]) + (", ..." if len(contents) > 5 else "")
+    if not overwrite:
+        raise UserError(
+            f"--output {output} is not empty ({shown}); not replaced: name a new directory, or "
+            "pass --overwrite to replace a checkpoint there"
+        )
+    if not (output / MODEL_ITEM).is_dir():
+        raise UserError(
+            f"--output {output} holds files that are not a checkpoint ({shown}); not replaced "
+            "even with --overwrite: name a new directory"
+        )
 
 
 def save_model(
@@ -51,15 +129,21 @@ def save_model(
     config: ml_collections.ConfigDict,
     extra_meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Writes ``model`` (with its model config) as a checkpoint step directory at ``directory``."""
+    """Writes ``model`` (with its model config) as a checkpoint step directory at ``directory``,
+    replacing one there (entry points call ``check_checkpoint_output`` first)."""
     directory = Path(directory).absolute()
-    meta = {**_model_meta(config), **(extra_meta or {})}
+    state = model_state(model)
+    meta = {
+        **_model_meta(config),
+        **(extra_meta or {}),
+        DIGESTS_KEY: {MODEL_ITEM: array_digests(state)},
+    }
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
         ckptr.save(
             directory,
             args=ocp.args.Composite(
                 **{
-                    MODEL_ITEM: ocp.args.StandardSave(model_state(model)),
+                    MODEL_ITEM: ocp.args.StandardSave(state),
                     META_ITEM: ocp.args.JsonSave(meta),
                 }
             ),
@@ -99,7 +183,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 def restore_model_state(path: str | Path, model: HPENet) -> None:
     """Loads the ``model`` item of the checkpoint at ``path`` into ``model`` in place.
 
-    Raises a ValueError naming every missing, unexpected or mis-shaped entry.
+    Raises a UserError naming every missing, unexpected or mis-shaped entry, or the array that
+    fails verification (module docstring).
     """
     step_dir = resolve_step_dir(path)
     target = model_state(model)
@@ -111,7 +196,9 @@ def restore_model_state(path: str | Path, model: HPENet) -> None:
                 args=ocp.args.Composite(**{MODEL_ITEM: ocp.args.StandardRestore(abstract)}),
             )
         except (ValueError, KeyError) as err:
-            raise ValueError(f"checkpoint {step_dir} does not fit this network: {err}") from err
+            raise UserError(f"checkpoint {step_dir} does not fit this network: {err}") from err
+    digests = read_meta(step_dir).get(DIGESTS_KEY, {}).get(MODEL_ITEM)
+    verify_arrays(step_dir, MODEL_ITEM, restored[MODEL_ITEM], digests)
     state = nnx.state(model, MODEL_VARIABLES)
     nnx.replace_by_pure_dict(state, restored[MODEL_ITEM])
     nnx.update(model, state)
@@ -130,7 +217,7 @@ def load_model(path: str | Path, variant: str | None = None, kernels: str = "aut
     meta = read_meta(path)
     stored = meta.get("variant")
     if variant is not None and stored is not None and variant != stored:
-        raise ValueError(
+        raise UserError(
             f"checkpoint {path} holds variant {stored!r}, not the requested {variant!r}"
         )
     config = get_config(stored or variant or "s")
@@ -144,10 +231,13 @@ def load_model(path: str | Path, variant: str | None = None, kernels: str = "aut
 
 def make_manager(directory: str | Path, max_to_keep: int) -> ocp.CheckpointManager:
     """A checkpoint manager of numbered step directories under ``directory`` (created), keeping
-    the newest ``max_to_keep``."""
+    the newest ``max_to_keep``; the temporary folders of an interrupted save are removed (the
+    caller holds the workdir's lock, so no live save owns them)."""
     return ocp.CheckpointManager(
         Path(directory).absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True
+        ),
     )
 
 
@@ -168,14 +258,20 @@ def save_train_state(
     copied before this returns).
 
     Always written: the ``model`` item (its parameters and BN statistics, what ``load_model``
-    reads) and ``meta`` (variant, ``model_config`` and ``extra_meta``). With ``iterator`` (and
+    reads) and ``meta`` (variant, ``model_config``, ``extra_meta`` and the arrays' digests,
+    computed here on the host). With ``iterator`` (and
     ``epoch``, the count of finished epochs) the checkpoint is resumable: the optimiser state, the
     step and epoch, and the data iterator's position are added.
     """
     step = int(state.step)
+    model_item = _state_model_item(state)
+    digests = {MODEL_ITEM: array_digests(model_item)}
+    if iterator is not None:
+        digests[OPT_ITEM] = array_digests(state.opt_state)
+    meta = {**_model_meta(model_config), **(extra_meta or {}), DIGESTS_KEY: digests}
     items = {
-        MODEL_ITEM: ocp.args.StandardSave(_state_model_item(state)),
-        META_ITEM: ocp.args.JsonSave({**_model_meta(model_config), **(extra_meta or {})}),
+        MODEL_ITEM: ocp.args.StandardSave(model_item),
+        META_ITEM: ocp.args.JsonSave(meta),
     }
     if iterator is not None:
         items[OPT_ITEM] = ocp.args.StandardSave(state.opt_state)
@@ -184,47 +280,81 @@ def save_train_state(
     manager.save(step, args=ocp.args.Composite(**items))
 
 
-def restore_train_state(
-    manager: ocp.CheckpointManager, state: TrainState, iterator: grain.DatasetIterator
-) -> tuple[TrainState, int]:
-    """Resumes from the newest step of ``manager``: returns the restored training state and the
-    count of finished epochs, and moves ``iterator`` to the saved position. The arrays are read
-    straight onto the shardings of ``state`` (the fresh state of this run, also the template of
-    shapes and dtypes). Without a checkpoint: ``(state, 0)``, the iterator untouched.
-
-    The step's dropout key is derived from ``state.rng`` (the run's seed), so it is not stored.
-    Raises ValueError when the checkpoint does not fit this run's network or optimiser.
-    """
-    step = manager.latest_step()
-    if step is None:
-        return state, 0
+def _restore_step(
+    manager: ocp.CheckpointManager,
+    step: int,
+    state: TrainState,
+    iterator: grain.DatasetIterator,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The verified model and optimiser items of ``step`` and its ``train`` item; moves
+    ``iterator`` to the step's position."""
+    where = Path(manager.directory) / str(step)
     abstract = jax.tree.map(
         ocp.utils.to_shape_dtype_struct,
         {MODEL_ITEM: _state_model_item(state), OPT_ITEM: state.opt_state},
     )
-    try:
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                **{
-                    MODEL_ITEM: ocp.args.StandardRestore(abstract[MODEL_ITEM]),
-                    OPT_ITEM: ocp.args.StandardRestore(abstract[OPT_ITEM]),
-                    TRAIN_ITEM: ocp.args.JsonRestore(),
-                    DATA_ITEM: grain.checkpoint.CheckpointRestore(iterator),
-                }
-            ),
-        )
-    except (ValueError, KeyError) as err:
-        raise ValueError(
-            f"checkpoint {manager.directory / str(step)} does not fit this run: {err}"
-        ) from err
-    model = nnx.merge_state(state.params, state.batch_stats)
-    nnx.replace_by_pure_dict(model, restored[MODEL_ITEM])
-    params, batch_stats = nnx.split_state(model, nnx.Param, nnx.BatchStat)
-    restored_state = state.replace(
-        step=jax.device_put(np.int32(step), state.step.sharding),
-        params=params,
-        batch_stats=batch_stats,
-        opt_state=restored[OPT_ITEM],
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            **{
+                MODEL_ITEM: ocp.args.StandardRestore(abstract[MODEL_ITEM]),
+                OPT_ITEM: ocp.args.StandardRestore(abstract[OPT_ITEM]),
+                META_ITEM: ocp.args.JsonRestore(),
+                TRAIN_ITEM: ocp.args.JsonRestore(),
+                DATA_ITEM: grain.checkpoint.CheckpointRestore(iterator),
+            }
+        ),
     )
-    return restored_state, int(restored[TRAIN_ITEM]["epoch"])
+    digests = dict(restored[META_ITEM]).get(DIGESTS_KEY, {})
+    for item in (MODEL_ITEM, OPT_ITEM):
+        verify_arrays(where, item, restored[item], digests.get(item))
+    return restored, dict(restored[TRAIN_ITEM])
+
+
+def restore_train_state(
+    manager: ocp.CheckpointManager, state: TrainState, iterator: grain.DatasetIterator
+) -> tuple[TrainState, int]:
+    """Resumes from the newest intact step of ``manager``: returns the restored training state
+    and the count of finished epochs, and moves ``iterator`` to the saved position. The arrays
+    are read straight onto the shardings of ``state`` (the fresh state of this run, also the
+    template of shapes and dtypes) and verified (module docstring). A newer step that cannot be
+    read or verified is skipped with a warning naming it. Without a checkpoint: ``(state, 0)``,
+    the iterator untouched.
+
+    The step's dropout key is derived from ``state.rng`` (the run's seed), so it is not stored.
+    Raises UserError when no step can be restored, with the newest step's problem (e.g. a
+    checkpoint that does not fit this run's network or optimiser).
+    """
+    problems = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            restored, train = _restore_step(manager, step, state, iterator)
+        except Exception as err:  # orbax, tensorstore and grain raise many types for damage
+            if isinstance(err, UserError):
+                problem = str(err)
+            else:
+                first = str(err).splitlines()[0] if str(err) else ""
+                problem = (
+                    f"checkpoint {manager.directory / str(step)}: {type(err).__name__}: {first}"
+                )
+            problems.append(problem)
+            logging.warning("cannot resume from step %d (%s); trying an older step", step, problem)
+            continue
+        if problems:
+            logging.warning("resumed from step %d: %d newer step(s) damaged", step, len(problems))
+        model = nnx.merge_state(state.params, state.batch_stats)
+        nnx.replace_by_pure_dict(model, restored[MODEL_ITEM])
+        params, batch_stats = nnx.split_state(model, nnx.Param, nnx.BatchStat)
+        restored_state = state.replace(
+            step=jax.device_put(np.int32(step), state.step.sharding),
+            params=params,
+            batch_stats=batch_stats,
+            opt_state=restored[OPT_ITEM],
+        )
+        return restored_state, int(train["epoch"])
+    if problems:
+        raise UserError(
+            f"no checkpoint in {manager.directory} can be resumed; the newest: {problems[0]} "
+            "(to start afresh, use a new workdir)"
+        )
+    return state, 0

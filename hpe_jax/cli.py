@@ -1,9 +1,10 @@
 """How every command-line entry point ends on an expected error: one line, exit status 2.
 
-``run_cli(main, verbose=...)`` calls ``main`` and turns a ``UserError`` or an ``OSError`` (also one
-found behind another exception, as libraries wrap the OSError of a failed write) into the line
-``error: <what, where, what was expected>`` on stderr and ``sys.exit(2)``. With ``verbose`` or
-the environment variable ``HPE_JAX_TRACEBACK=1`` the exception propagates with its traceback.
+``run_cli(main, verbose=...)`` calls ``main`` and returns its exit status; a ``UserError`` or an
+``OSError`` (also one found behind another exception, as libraries wrap the OSError of a failed
+write) becomes the line ``error: <what, where, what was expected>`` on stderr and status 2. With
+``verbose`` or the environment variable ``HPE_JAX_TRACEBACK=1`` the exception propagates with its
+traceback. Entry points end with ``sys.exit(main())`` (absl's ``app.run`` does that itself).
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from hpe_jax.errors import UserError
 
 TRACEBACK_ENV = "HPE_JAX_TRACEBACK"
 EXIT_USER_ERROR = 2
-T = TypeVar("T")
 
 
 def os_error_in_chain(err: BaseException) -> OSError | None:
@@ -37,6 +36,8 @@ def os_error_in_chain(err: BaseException) -> OSError | None:
 def describe_os_error(err: OSError, folder: str | Path | None = None) -> str:
     """One line for a failed file operation: the file (or ``folder`` when the error names none)
     and the cause; a full disk and a read-only or forbidden folder are named as such."""
+    if err.filename is None and err.errno is None:
+        return one_line(str(err))  # raised by this project with its own message
     where = err.filename or folder or "?"
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"{where}: no space left on the device (disk or quota full); free space and rerun"
@@ -45,17 +46,27 @@ def describe_os_error(err: OSError, folder: str | Path | None = None) -> str:
     return f"{where}: {err.strerror or err}"
 
 
-def one_line(message: str) -> str:
-    """``message`` with its lines joined by ``; `` (an error line must stay one line)."""
-    return "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+def one_line(message: str, max_parts: int = 4) -> str:
+    """``message`` as one line: its first ``max_parts`` non-empty lines joined by ``; `` (after
+    a line ending in ``:`` by a space), then how many lines were left out."""
+    parts = [part.strip() for part in str(message).splitlines() if part.strip()]
+    line = ""
+    for part in parts[:max_parts]:
+        line += part if not line else (" " if line.endswith(":") else "; ") + part
+    if len(parts) > max_parts:
+        line += f"; ... ({len(parts) - max_parts} more)"
+    return line
 
 
-def run_cli(main: Callable[[], T], *, verbose: bool = False, folder: str | Path | None = None) -> T:
-    """Returns ``main()``; on a UserError or an OSError (in the exception's chain) prints one line
-    on stderr and exits with status 2, unless ``verbose`` or ``HPE_JAX_TRACEBACK=1`` asks for the
-    traceback. ``folder`` is named when a failed write does not name its file."""
+def run_cli(
+    main: Callable[[], int | None], *, verbose: bool = False, folder: str | Path | None = None
+) -> int:
+    """The exit status of ``main()`` (0 for None); on a UserError or an OSError (in the
+    exception's chain) prints one line on stderr and returns 2, unless ``verbose`` or
+    ``HPE_JAX_TRACEBACK=1`` asks for the traceback. ``folder`` is named when a failed write does
+    not name its file."""
     try:
-        return main()
+        return main() or 0
     except Exception as err:
         if verbose or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
             raise
@@ -66,4 +77,4 @@ def run_cli(main: Callable[[], T], *, verbose: bool = False, folder: str | Path 
         else:
             raise
         print(f"error: {line}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        return EXIT_USER_ERROR

@@ -3,12 +3,15 @@
 ``python -m hpe_jax.convert_torch --checkpoint PATH --variant s --output DIR`` reads a checkpoint
 saved by the original code (``{'epoch', 'model': state_dict, ...}`` or a bare state_dict), loaded
 with ``torch.load(weights_only=True)``, maps every key to the NNX state and writes an orbax
-checkpoint (see ``hpe_jax.checkpoint``). ``num_batches_tracked`` buffers are accepted and unused.
+checkpoint (see ``hpe_jax.checkpoint``). ``num_batches_tracked`` buffers are accepted and unused;
+a NaN or Inf weight is refused with its key. An existing non-empty ``--output`` is refused;
+``--overwrite`` replaces a checkpoint there, never other files.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,9 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from hpe_jax.checkpoint import save_model
+from hpe_jax.checkpoint import check_checkpoint_output, save_model
+from hpe_jax.cli import run_cli
+from hpe_jax.errors import UserError
 from hpe_jax.models import HEAD_NAMES, HPENet, get_config
 from hpe_jax.models.aspp import ASPP, ASPPHead, AtrousAttentionBranch, PoolingBranch
 from hpe_jax.models.efficientnet import FusedMBConv, MBConv
@@ -162,18 +167,23 @@ def load_torch_state_dict(model: HPENet, state_dict: Mapping[str, Any]) -> None:
     expected = {key for key, _, _ in entries}
     missing = sorted(expected - arrays.keys())
     unexpected = sorted(arrays.keys() - expected)
-    converted, mis_shaped = [], []
+    converted, mis_shaped, non_finite = [], [], []
     for key, variable, transform in entries:
         if key not in arrays:
             continue
         value = transform(arrays[key])
-        if value.shape != variable.shape:
+        if not np.all(np.isfinite(value)):
+            bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+            non_finite.append(f"{key}: {bad} of {value.size} values are NaN or Inf")
+        elif value.shape != variable.shape:
             mis_shaped.append(
                 f"{key}: checkpoint {arrays[key].shape} -> {value.shape}, "
                 f"network expects {variable.shape}"
             )
         else:
             converted.append((variable, value))
+    if non_finite:
+        raise UserError("the checkpoint holds non-finite weights:\n  " + "\n  ".join(non_finite))
     if missing or unexpected or mis_shaped:
         lines = [f"the checkpoint does not match variant {model.variant!r}:"]
         if missing or unexpected:
@@ -183,7 +193,7 @@ def load_torch_state_dict(model: HPENet, state_dict: Mapping[str, Any]) -> None:
         lines += [f"missing key: {k}" for k in missing]
         lines += [f"unexpected key: {k}" for k in unexpected]
         lines += [f"wrong shape: {m}" for m in mis_shaped]
-        raise ValueError("\n  ".join(lines))
+        raise UserError("\n  ".join(lines))
     for variable, value in converted:
         variable[...] = value.astype(np.float32)
 
@@ -197,16 +207,26 @@ def _to_numpy(value: Any) -> np.ndarray:
 def read_torch_checkpoint(path: str | Path) -> dict[str, Any]:
     """The state_dict inside a checkpoint of the original (``{'model': sd, ...}`` or ``sd``).
 
-    Uses ``torch.load(weights_only=True)``: no arbitrary objects are unpickled.
+    Uses ``torch.load(weights_only=True)``: no arbitrary objects are unpickled. An empty,
+    truncated or damaged file is a UserError naming it.
     """
     import torch  # the optional 'torch' extra
 
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # torch raises EOFError, UnpicklingError, RuntimeError, KeyError
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {message}); "
+            "expected a file saved by torch.save"
+        ) from err
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         return dict(obj["model"])
     if isinstance(obj, Mapping) and all(isinstance(k, str) for k in obj):
         return dict(obj)
-    raise ValueError(
+    raise UserError(
         f"{path}: expected a state_dict or a dict with a 'model' state_dict, "
         f"got {type(obj).__name__}"
     )
@@ -220,18 +240,27 @@ def convert_checkpoint(path: str | Path, variant: str = "s") -> HPENet:
     return model
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point (module docstring); returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint file of the original")
     parser.add_argument("--variant", default="s", choices=("s", "m", "l"))
     parser.add_argument("--output", required=True, help="orbax checkpoint directory to write")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a checkpoint already at --output"
+    )
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    try:
-        model = convert_checkpoint(args.checkpoint, args.variant)
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+    return run_cli(lambda: _convert(args), verbose=args.verbose, folder=args.output)
+
+
+def _convert(args: argparse.Namespace) -> None:
+    """Converts ``args.checkpoint`` into the orbax checkpoint ``args.output``."""
+    output = Path(args.output).absolute()
+    check_checkpoint_output(output, args.overwrite)
+    model = convert_checkpoint(args.checkpoint, args.variant)
     out = save_model(
-        args.output,
+        output,
         model,
         get_config(args.variant),
         extra_meta={"source": str(Path(args.checkpoint).absolute())},
@@ -240,4 +269,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

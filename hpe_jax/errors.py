@@ -8,5 +8,7 @@ message names which (path, key or value) and what was expected. The entry points
 from __future__ import annotations
 
 
-class UserError(Exception):
-    """An input the user can fix; the message is one line naming it and what was expected."""
+class UserError(ValueError):
+    """An input the user can fix; the message is one line naming it and what was expected.
+
+    A ValueError, so callers that catch a bad value catch it too."""

@@ -18,6 +18,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
+from hpe_jax.cli import one_line
 from hpe_jax.errors import UserError
 from hpe_jax.pose import ANGLE_ERRORS, geodesic, maev, rotation_from_euler
 
@@ -65,7 +66,7 @@ def evaluate_batches(
       matrices, degrees), ``geodesic`` (mean geodesic error, degrees), ``num_images``.
     """
     if angle_error not in ANGLE_ERRORS:
-        raise ValueError(f"angle_error must be one of {tuple(ANGLE_ERRORS)}, got {angle_error!r}")
+        raise UserError(f"angle_error must be one of {tuple(ANGLE_ERRORS)}, got {angle_error!r}")
     angle_errors = ANGLE_ERRORS[angle_error]
     sums = np.zeros(6, np.float64)  # |yaw|, |pitch|, |roll|, maev, geodesic, count
     bar = tqdm(batches, total=total, desc="eval", unit="batch", disable=not progress)
@@ -80,7 +81,7 @@ def evaluate_batches(
         sums[5] += mask.sum()
     count = sums[5]
     if count == 0:
-        raise ValueError("the evaluation data holds no images")
+        raise UserError("the evaluation data holds no images")
     per_angle = sums[:3] / count
     return {
         "yaw": float(per_angle[0]),
@@ -160,7 +161,7 @@ def list_checkpoints(path: str | Path) -> list[tuple[str, Path]]:
         raise FileNotFoundError(f"checkpoint path {path} does not exist")
     if path.is_file():
         if not is_torch_checkpoint(path):
-            raise ValueError(
+            raise UserError(
                 f"{path} is a file but not a PyTorch checkpoint (expected a name ending in "
                 f"{', '.join(TORCH_SUFFIXES)})"
             )
@@ -294,10 +295,13 @@ def evaluate_and_report(
     The report: ``data_dir`` (the dataset's version folder), ``split``, ``dataset``,
     ``val_mode``, ``image_size``, ``input_size``, ``variant``, ``angle_error`` (``plain``),
     ``checkpoints`` ({name: {yaw, pitch, roll, mean_mae, angle_error, maev, geodesic (degrees),
-    num_images, path}}, in evaluation order) and ``best`` (the name with the lowest ``mean_mae``).
+    num_images, path}}, in evaluation order), ``failed`` ({name: error} of the checkpoints that
+    could not be evaluated) and ``best`` (the name with the lowest ``mean_mae``, None if none).
 
     Raises:
-      EvalError: missing or unusable checkpoint or data, or a checkpoint of another variant.
+      EvalError: missing or unusable data; a single checkpoint that is unusable, of another
+        variant or predicts NaN; in a sweep of several, after the report of the others is
+        written, naming the ones that failed.
     """
     data = config.data
     meta = check_eval_data(config)
@@ -307,13 +311,24 @@ def evaluate_and_report(
         raise EvalError(short_message(err)) from err
     num_batches = math.ceil(int(meta["num_records"]) / config.eval_batch_size)
     results: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
     for index, (name, path) in enumerate(found):
         if config.progress:
             print(f"[{index + 1}/{len(found)}] {path}", file=sys.stderr)
-        model = _load_for_eval(path, config.model.variant)
-        metrics = evaluate_network(model, config, total=num_batches)
+        try:
+            metrics = evaluate_network(
+                _load_for_eval(path, config.model.variant), config, total=num_batches
+            )
+            if not math.isfinite(metrics["mean_mae"]):
+                raise EvalError(f"checkpoint {path} predicts NaN or Inf angles")
+        except EvalError as err:
+            if len(found) == 1:
+                raise
+            failed[name] = one_line(str(err))
+            print(f"error: {failed[name]}", file=sys.stderr)
+            continue
         results[name] = {**metrics, "path": str(path)}
-    best = min(results, key=lambda n: results[n]["mean_mae"])
+    best = min(results, key=lambda n: results[n]["mean_mae"]) if results else None
     dataset = meta["dataset"]
     report = {
         "data_dir": meta["dataset_dir"],
@@ -325,10 +340,11 @@ def evaluate_and_report(
         "variant": config.model.variant,
         "angle_error": "plain",
         "checkpoints": results,
+        "failed": failed,
         "best": best,
     }
     print(format_table(results))
-    if len(results) > 1:
+    if best is not None and len(results) > 1:
         print(f"best: {best} (mean MAE {results[best]['mean_mae']:.3f} deg)")
     out = Path(output) if output else report_path(checkpoint, dataset, data.val_split)
     try:
@@ -336,4 +352,9 @@ def evaluate_and_report(
     except OSError as err:
         raise EvalError(f"cannot write the report {out}: {err}") from err
     print(f"wrote {out}")
+    if failed:
+        raise EvalError(
+            f"{len(failed)} of {len(found)} checkpoints could not be evaluated "
+            f"({', '.join(failed)}; reasons in {out})"
+        )
     return report

@@ -3,8 +3,8 @@
 ``folder_lock(folder, purpose)`` holds an exclusive ``flock`` on ``folder/.hpe_jax.lock`` while
 its block runs. The kernel releases the lock when the holder exits, however it ends, so a dead
 holder never blocks anyone; a live holder's lock is refused with its pid, host and purpose. The
-file keeps the holder's line while it runs and is emptied on a clean exit, so the next holder
-learns whether the previous one was interrupted (and may clean what it left).
+file holds the holder's line while it runs and is removed when the block ends, so a file found
+with a line in it was left by a killed holder, whose leftovers the next holder may clean.
 """
 
 from __future__ import annotations
@@ -25,31 +25,50 @@ class FolderBusyError(UserError):
     """Another live process holds the folder's lock."""
 
 
-@contextlib.contextmanager
-def folder_lock(folder: str | Path, purpose: str) -> Iterator[str | None]:
-    """Holds ``folder``'s lock (the folder is created) while the block runs.
-
-    Yields the line of a previous holder that ended without releasing it (it was killed or
-    crashed: its leftovers may be cleaned), or None after a clean release or for a new folder.
-    Raises FolderBusyError naming the live holder's pid, host and purpose.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+def _acquire(path: Path, purpose: str) -> int:
+    """An open descriptor of ``path`` holding its exclusive flock (created when missing)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
             raise FolderBusyError(
-                f"{folder} is in use by {holder}; not started ({purpose}): wait for it to end "
-                "or stop it"
+                f"{path.parent} is in use by {holder}; not started ({purpose}): wait for it to "
+                "end or stop it"
             ) from None
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        locked = os.fstat(fd)
+        if current is not None and (current.st_dev, current.st_ino) == (
+            locked.st_dev,
+            locked.st_ino,
+        ):
+            return fd
+        os.close(fd)  # the holder removed the file between our open and flock: start again
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, purpose: str) -> Iterator[str | None]:
+    """Holds ``folder``'s lock (the folder is created) while the block runs.
+
+    Yields the line of a previous holder that ended without releasing it (it was killed: its
+    leftovers may be cleaned), or None. The lock file is removed when the block ends, also by
+    an exception. Raises FolderBusyError naming the live holder's pid, host and purpose.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    fd = _acquire(path, purpose)
+    try:
         previous = os.pread(fd, 4096, 0).decode(errors="replace").strip() or None
         line = f"pid {os.getpid()} on {socket.gethostname()} ({purpose})"
         os.ftruncate(fd, 0)
         os.pwrite(fd, line.encode(), 0)
         yield previous
-        os.ftruncate(fd, 0)
     finally:
+        path.unlink(missing_ok=True)
         os.close(fd)

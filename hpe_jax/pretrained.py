@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -46,7 +47,9 @@ import numpy as np
 from flax import nnx
 
 from hpe_jax import init_model
-from hpe_jax.checkpoint import save_model
+from hpe_jax.checkpoint import check_checkpoint_output, save_model
+from hpe_jax.cli import run_cli
+from hpe_jax.errors import UserError
 from hpe_jax.models import BACKBONES, HPENet, get_config
 from hpe_jax.models.efficientnet import FusedMBConv, MBConv
 from hpe_jax.models.layers import BatchNorm, ConvBN
@@ -115,11 +118,11 @@ def read_tf_npy(path: str | Path) -> dict[str, np.ndarray]:
     try:
         obj = np.load(path, allow_pickle=True)
     except (ValueError, pickle.UnpicklingError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable .npy file: {err}") from err
+        raise UserError(f"{path}: not a readable .npy file: {err}") from err
     if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
         obj = obj.item()
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
-        raise ValueError(
+        raise UserError(
             f"{path}: expected a pickled dict {{tf_variable_name: array}}, got {type(obj).__name__}"
         )
     return obj
@@ -191,7 +194,7 @@ def load_tf_backbone_npy(
             lines.append(hint)
         lines += [f"missing: {name} (nor the raw name) for {path}" for name, path in missing]
         lines += [f"wrong shape: {m}" for m in mis_shaped]
-        raise ValueError("\n  ".join(lines))
+        raise UserError("\n  ".join(lines))
     for variable, value in converted:
         variable[...] = value.astype(np.float32)
     return {
@@ -222,22 +225,30 @@ def format_report(report: Mapping[str, list[str]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point (module docstring); returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--npy", required=True, help="official EfficientNetV2 weights (.npy dict)")
     parser.add_argument("--variant", default="s", choices=sorted(BACKBONES))
     parser.add_argument("--output", required=True, help="orbax checkpoint directory to write")
     parser.add_argument("--seed", type=int, default=0, help="seed of the init outside the backbone")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a checkpoint already at --output"
+    )
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    try:
-        weights = read_tf_npy(args.npy)
-        model = init_model(args.variant, args.seed)
-        report = load_tf_backbone_npy(model, weights)
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+    return run_cli(lambda: _convert(args), verbose=args.verbose, folder=args.output)
+
+
+def _convert(args: argparse.Namespace) -> None:
+    """Builds the network with the backbone of ``args.npy`` and saves it at ``args.output``."""
+    output = Path(args.output).absolute()
+    check_checkpoint_output(output, args.overwrite)
+    model = init_model(args.variant, args.seed)
+    report = load_tf_backbone_npy(model, read_tf_npy(args.npy))
     print(format_report(report))
     out = save_model(
-        args.output,
+        output,
         model,
         get_config(args.variant),
         extra_meta={"backbone_source": str(Path(args.npy).absolute()), "seed": args.seed},
@@ -246,4 +257,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

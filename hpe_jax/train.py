@@ -3,6 +3,7 @@ logging. ``train_main.py`` calls ``train_and_evaluate``."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import signal
@@ -18,12 +19,14 @@ from tqdm import tqdm
 
 from hpe_jax import checkpoint
 from hpe_jax.compiler_options import compiler_options
+from hpe_jax.config_check import check_train_config
 from hpe_jax.data.loaders import data_sharding, make_loader
 from hpe_jax.data.source import num_records
+from hpe_jax.errors import UserError
 from hpe_jax.evaluate import evaluate_batches
+from hpe_jax.folder_lock import folder_lock
 from hpe_jax.metrics_writer import MetricsWriter
 from hpe_jax.models import HPENet
-from hpe_jax.pose import ANGLE_ERRORS
 from hpe_jax.train_state import (
     build_model,
     create_train_state,
@@ -59,7 +62,7 @@ def load_initial_weights(model: HPENet, path: str) -> None:
         return
     stored = checkpoint.read_meta(path).get("variant")
     if stored is not None and stored != model.variant:
-        raise ValueError(
+        raise UserError(
             f"init_from {path} holds variant {stored!r}, the config asks for {model.variant!r}"
         )
     checkpoint.restore_model_state(path, model)
@@ -71,26 +74,12 @@ class Trainer:
     def __init__(self, config: ml_collections.ConfigDict, workdir: Path):
         self.config = config
         self.workdir = workdir
-        num_devices = jax.device_count()
-        if config.batch_size % num_devices or config.eval_batch_size % num_devices:
-            raise ValueError(
-                f"batch_size {config.batch_size} and eval_batch_size {config.eval_batch_size} "
-                f"must be multiples of the device count {num_devices}"
-            )
         self.batch_sharding = data_sharding()
         self.mesh = self.batch_sharding.mesh
         self.replicated = NamedSharding(self.mesh, P())
 
-        if config.val_metric not in ANGLE_ERRORS:
-            raise ValueError(
-                f"config.val_metric must be one of {tuple(ANGLE_ERRORS)}, got {config.val_metric!r}"
-            )
         data = config.data
         self.steps_per_epoch = num_records(data.train_dir, data.train_split) // config.batch_size
-        if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"{data.train_dir} holds fewer records than one batch ({config.batch_size})"
-            )
         self.total_steps = config.num_epochs * self.steps_per_epoch
         if config.max_steps > 0:
             self.total_steps = min(self.total_steps, config.max_steps)
@@ -158,7 +147,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     ``config.init_from``) and validates at each epoch end, keeping the checkpoint of the lowest
     validation mean MAE by ``config.val_metric`` (``plain`` or ``wrapped``, ``evaluate_batches``)
     in ``workdir/best``; returns the last validation metrics (empty without validation data)."""
+    check_train_config(config)
     workdir = Path(workdir)
+    if jax.process_index() != 0:
+        return _train(config, workdir)
+    with workdir_lock(workdir):
+        return _train(config, workdir)
+
+
+def workdir_lock(workdir: Path) -> contextlib.AbstractContextManager[str | None]:
+    """The lock of a training workdir (``hpe_jax.folder_lock``): a second live run on it is
+    refused with the holder's pid. Taken by process 0 alone (the workdir may be one folder on a
+    shared file system, or a bucket where no lock exists; other processes write only their own
+    shards of a checkpoint through orbax)."""
+    if "://" in str(workdir):
+        return contextlib.nullcontext()
+    return folder_lock(workdir, "train_main.py training")
+
+
+def _train(config: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
     data = config.data
     trainer = Trainer(config, workdir)
     writer = MetricsWriter(workdir)

@@ -17,6 +17,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from hpe_jax.compiler_options import compiler_options
+from hpe_jax.errors import UserError
 from hpe_jax.models import HEAD_NAMES, HPENet
 from hpe_jax.pose import decode_angles, pose_loss
 
@@ -57,7 +58,7 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) 
             config.warmup_steps,
             max(total_steps, config.warmup_steps + 1),
         )
-    raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
+    raise UserError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
 
 
 def make_optimizer(

@@ -21,6 +21,7 @@ from data_prep.convert import convert, main
 from data_prep.dad import wrap_degrees
 from data_prep.inspect import axis_endpoints
 from data_prep.publish import stale_staging
+from hpe_jax.folder_lock import LOCK_FILE
 from hpe_jax.pose import rotation_from_euler
 
 REPO = Path(__file__).resolve().parents[1]
@@ -334,7 +335,7 @@ def test_cli_exit_status_and_messages(tmp_path, capsys):
         write_300wlp(data, f"AFW/AFW_{i}", (i, 0, 0), seed=i)
     truncate_jpg(data, "AFW/AFW_1")
     base = ["--dataset", "300w_lp", "--data_dir", str(data), "--output_dir", str(tmp_path / "o")]
-    assert main([*base, "--workers", "1", "--no_progress"]) == 1
+    assert main([*base, "--workers", "1", "--no_progress"]) == 2
     assert "AFW_1.jpg: image does not decode" in capsys.readouterr().err
     assert main([*base, "--workers", "1", "--no_progress", "--on_error", "skip"]) == 0
     printed = capsys.readouterr().out
@@ -419,13 +420,13 @@ def test_killed_run_then_rerun(tmp_path):
         [sys.executable, "-c", script, str(data), str(out)], cwd=REPO, env=env, check=False
     )
     assert proc.returncode == -9
-    (stale,) = stale_staging(out, "w300lp", "train")  # the half-written split, hidden
-    assert os.listdir(out) == [stale.name]
+    (stale,) = stale_staging(out)  # the half-written split, hidden
+    assert sorted(os.listdir(out)) == sorted([stale.name, LOCK_FILE])
     with pytest.raises(FileNotFoundError, match="no TFDS dataset there"):
         records(out)
     meta = convert("300w_lp", data, out, num_shards=2, progress=False)
     assert meta["records_per_shard"] == [2, 3]  # TFDS's split of 5 records into 2 files
-    assert os.listdir(out) == ["w300lp"]  # the leftover is gone
+    assert os.listdir(out) == ["w300lp"]  # the leftovers are gone
     assert [r["name"] for r in records(out)] == [f"LFPW/LFPW_{i}" for i in range(5)]
 
 
@@ -435,7 +436,7 @@ def test_cli_refuses_an_existing_split_in_one_line(tmp_path, capsys):
     args = ["--dataset", "300w_lp", "--data_dir", str(data), "--output_dir", str(tmp_path / "o")]
     assert main([*args, "--no_progress", "--workers", "1"]) == 0
     assert f"to {tmp_path / 'o' / 'w300lp' / '1.0.0'}" in capsys.readouterr().out
-    assert main([*args, "--no_progress", "--workers", "1"]) == 1
+    assert main([*args, "--no_progress", "--workers", "1"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == (
         f"error: {tmp_path / 'o' / 'w300lp' / '1.0.0'} already holds split 'train' (1 records); "

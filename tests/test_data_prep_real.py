@@ -155,5 +155,5 @@ def test_inspect_prints_and_draws_contact_sheet(aflw_out, tmp_path, capsys):
         for colour in [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
     }
     assert all(count > 20 for count in pure.values()), pure
-    assert inspect_main([str(out), "--split", "nope"]) == 1
+    assert inspect_main([str(out), "--split", "nope"]) == 2
     assert "has no split 'nope' (splits: test)" in capsys.readouterr().err

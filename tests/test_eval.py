@@ -319,7 +319,7 @@ def test_cli_error_exits_nonzero_with_one_message(aflw, tmp_path):
         text=True,
         check=False,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert (
         proc.stderr.strip().splitlines()[-1] == f"error: checkpoint path {missing} does not exist"
     )

@@ -84,6 +84,6 @@ def test_bad_flags_fail_in_one_line(data_dir, capsys, flags, message):
 
 def test_missing_split_fails_in_one_line(data_dir, tmp_path, capsys):
     args = [str(data_dir), "--split", "nope", "--augment", "2", "--dump", str(tmp_path / "x.npz")]
-    assert inspect_main(args) == 1
+    assert inspect_main(args) == 2
     err = capsys.readouterr().err
     assert "nope" in err and err.count("\n") == 1, err

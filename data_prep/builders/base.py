@@ -33,8 +33,10 @@ from tqdm import tqdm
 
 from data_prep.common import ConversionError, Sample
 from data_prep.datasets import Failure, load_samples
-from hpe_jax.pose import ANGLE_NAMES, rotation_from_euler
+from hpe_jax.pose import ANGLE_MIN, ANGLE_NAMES, rotation_from_euler
 
+# The bins label [-100, 100); the training flip negates yaw and roll, so |angle| < 100 is kept.
+LABEL_LIMIT = -ANGLE_MIN
 ROTATION_CONVENTION = "rotation_from_euler(pose) = Rz(roll) @ Ry(yaw) @ Rx(pitch), row-major"
 RELEASE_NOTES = {
     "1.0.0": "hpe-jax head-pose features: source image bytes, pose (yaw, pitch, roll) degrees, "
@@ -82,6 +84,8 @@ class ConversionRun:
       max_abs_angle: drop samples with any |angle| above this (degrees); None keeps all.
       filename_list: the list file the items came from, None for a scan (recorded only).
       progress: show a progress bar on stderr.
+      labelled_only: drop (filter and count) samples with an angle the bins cannot label
+        (``|angle| >= LABEL_LIMIT``), which training would refuse.
     """
 
     data_dir: Path
@@ -92,6 +96,16 @@ class ConversionRun:
     max_abs_angle: float | None
     filename_list: Path | None
     progress: bool
+    labelled_only: bool = True
+
+
+def _stored_value_problem(sample: Sample) -> str | None:
+    """Why ``sample``'s values cannot be stored as float32 (not finite there), or None."""
+    fields = {"pose": sample.pose, "box": sample.box, "landmarks": sample.landmarks}
+    for key, value in fields.items():
+        if value is not None and not np.all(np.isfinite(np.asarray(value, np.float32))):
+            return f"{key} is not finite in float32 ({np.asarray(value).ravel()[:6].tolist()})"
+    return None
 
 
 def _angle_ranges(poses: list[np.ndarray]) -> dict[str, list[float]] | None:
@@ -203,6 +217,8 @@ class HeadPoseBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         with tqdm(total=len(run.items), unit="rec", desc=desc, disable=not run.progress) as bar:
             for position, outcome in enumerate(outcomes):
                 bar.update()
+                if isinstance(outcome, Sample) and (problem := _stored_value_problem(outcome)):
+                    outcome = Failure(outcome.name, str(run.data_dir / outcome.name), problem)
                 if isinstance(outcome, Failure):
                     if run.on_error == "fail":
                         raise ConversionError(f"{outcome.path}: {outcome.problem}")
@@ -211,12 +227,19 @@ class HeadPoseBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                     )
                     continue
                 pose = outcome.pose
+                angles = ", ".join(f"{n} {a:.2f}" for n, a in zip(ANGLE_NAMES, pose, strict=True))
                 if limit is not None and np.any(np.abs(pose) > limit):
-                    angles = ", ".join(
-                        f"{n} {a:.2f}" for n, a in zip(ANGLE_NAMES, pose, strict=True)
-                    )
                     filtered.append(
                         {"name": outcome.name, "reason": f"|angle| > {limit:g} ({angles})"}
+                    )
+                    continue
+                if run.labelled_only and not np.all(np.abs(pose) < LABEL_LIMIT):
+                    filtered.append(
+                        {
+                            "name": outcome.name,
+                            "reason": f"outside the angle bins' range, |angle| < {LABEL_LIMIT:g} "
+                            f"({angles})",
+                        }
                     )
                     continue
                 poses.append(pose)
@@ -231,6 +254,7 @@ class HeadPoseBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             "filename_list": None if run.filename_list is None else str(run.filename_list),
             "rotation": ROTATION_CONVENTION,
             "max_abs_angle": limit,
+            "labelled_only": run.labelled_only,
             "on_error": run.on_error,
             "num_filtered": len(filtered),
             "filtered": filtered,

@@ -22,6 +22,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from hpe_jax.data.pipeline import make_eval_loader, make_train_loader
+from hpe_jax.errors import UserError
 
 DATA_AXIS = "data"
 
@@ -39,7 +40,7 @@ def process_share(sharding: NamedSharding) -> tuple[int, int]:
     """(this process's index among the processes of the sharding's mesh, their count)."""
     processes = sorted({d.process_index for d in sharding.mesh.devices.flat})
     if jax.process_index() not in processes:
-        raise ValueError(f"process {jax.process_index()} has no device in the mesh {processes}")
+        raise UserError(f"process {jax.process_index()} has no device in the mesh {processes}")
     return processes.index(jax.process_index()), len(processes)
 
 
@@ -83,7 +84,7 @@ class GlobalBatches(Iterator[dict[str, jax.Array]]):
 
 def _per_process(global_batch: int, shard_count: int, key: str) -> int:
     if global_batch % shard_count:
-        raise ValueError(f"{key} {global_batch} must be a multiple of the process count")
+        raise UserError(f"{key} {global_batch} must be a multiple of the process count")
     return global_batch // shard_count
 
 
@@ -136,5 +137,5 @@ def make_loader(
             shard_count=shard_count,
         )
     else:
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        raise UserError(f"split must be 'train' or 'val', got {split!r}")
     return GlobalBatches(iter(local), sharding)

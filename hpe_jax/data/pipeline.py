@@ -36,6 +36,7 @@ from PIL import Image
 
 from hpe_jax.data import transforms
 from hpe_jax.data.source import decode_image, record, split_source
+from hpe_jax.errors import UserError
 from hpe_jax.pose import encode_bins
 
 EVAL_MODES = ("aflw2000", "biwi")
@@ -45,7 +46,7 @@ def _labels(angles: np.ndarray, name: str) -> dict[str, np.ndarray]:
     try:
         coarse, shift = encode_bins(angles)
     except ValueError as e:
-        raise ValueError(f"record {name!r}: pose {angles.tolist()} cannot be labelled: {e}") from e
+        raise UserError(f"record {name!r}: pose {angles.tolist()} cannot be labelled: {e}") from e
     return {"coarse": coarse, "shift": shift, "angles": angles.astype(np.float32)}
 
 
@@ -114,7 +115,7 @@ class EvalTransform(grain.transforms.Map):
         pil = Image.fromarray(decode_image(rec["image_bytes"]))
         if self.mode == "aflw2000":
             if rec["box"] is None:
-                raise ValueError(
+                raise UserError(
                     f"record {rec['name']!r} has no face box, which eval mode 'aflw2000' crops "
                     "with; use mode 'biwi' for face-crop datasets"
                 )
@@ -129,18 +130,18 @@ class EvalTransform(grain.transforms.Map):
 
 def _shard_args(shard_index: int | None, shard_count: int | None) -> tuple[int, int]:
     if (shard_index is None) != (shard_count is None):
-        raise ValueError("give both shard_index and shard_count, or neither")
+        raise UserError("give both shard_index and shard_count, or neither")
     if shard_index is None:
         return jax.process_index(), jax.process_count()
     if not 0 <= shard_index < shard_count:
-        raise ValueError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
+        raise UserError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
     return shard_index, shard_count
 
 
 def _check_positive(**values: int) -> None:
     for key, value in values.items():
         if value < 1:
-            raise ValueError(f"{key} must be >= 1, got {value}")
+            raise UserError(f"{key} must be >= 1, got {value}")
 
 
 def _iterate_batches(
@@ -149,7 +150,7 @@ def _iterate_batches(
     """An ``IterDataset`` over a ``MapDataset`` of batches: ``num_threads`` threads build
     batches ahead, in ``worker_count`` worker processes when > 0."""
     if worker_count < 0 or num_threads < 0:
-        raise ValueError(
+        raise UserError(
             f"worker_count and num_threads must be >= 0, got {worker_count}, {num_threads}"
         )
     read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(2, num_threads))
@@ -267,11 +268,11 @@ def make_eval_loader(
       A ``grain.IterDataset`` of batches with the keys of the module docstring plus ``mask``.
     """
     if mode not in EVAL_MODES:
-        raise ValueError(f"mode must be one of {EVAL_MODES}, got {mode!r}")
+        raise UserError(f"mode must be one of {EVAL_MODES}, got {mode!r}")
     _check_positive(batch_size=batch_size, target_size=target_size)
     input_size = target_size if input_size is None else input_size
     if mode == "biwi" and input_size < target_size:
-        raise ValueError(f"input_size {input_size} must be >= target_size {target_size}")
+        raise UserError(f"input_size {input_size} must be >= target_size {target_size}")
     shard_index, shard_count = _shard_args(shard_index, shard_count)
     source = split_source(data_dir, split)
     ds = grain.MapDataset.source(source)

@@ -20,10 +20,16 @@ from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
+from array_record.python.array_record_module import ArrayRecordReader
 from etils import epath
 from PIL import Image
 
+from hpe_jax.errors import UserError
+
 INFO_FILE = "dataset_info.json"
+# The dataset versions this code reads (``data_prep.builders.base.HeadPoseBuilder.VERSION``).
+READ_VERSIONS = ("1.0.0",)
+REQUIRED_FEATURES = frozenset({"image", "pose", "rotation", "name"})
 _VERSION_RE = re.compile(r"\d+\.\d+\.\d+")
 # Version folders below a data dir: <name>/<version> or <name>/<config>/<version>.
 _SEARCH_DEPTHS = ("*", "*/*", "*/*/*")
@@ -56,24 +62,71 @@ def dataset_dir(path: str | os.PathLike[str]) -> epath.Path:
         )
     if len(found) > 1:
         names = sorted(os.path.relpath(d, os.fspath(root)) for d in found)
-        raise ValueError(f"{root} holds several datasets {names}: name one, e.g. {root / names[0]}")
+        raise UserError(f"{root} holds several datasets {names}: name one, e.g. {root / names[0]}")
     (versions,) = found.values()
     return max(versions, key=lambda v: tuple(int(x) for x in v.name.split(".")))
 
 
 def open_dataset(path: str | os.PathLike[str]) -> tfds.core.DatasetBuilder:
-    """TFDS's read-only builder of the dataset at ``path`` (``tfds.builder_from_directory``)."""
-    return tfds.builder_from_directory(dataset_dir(path))
+    """TFDS's read-only builder of the dataset at ``path`` (``tfds.builder_from_directory``);
+    UserError for metadata this code cannot read (unknown version, missing features)."""
+    version_dir = dataset_dir(path)
+    try:
+        builder = tfds.builder_from_directory(version_dir)
+    except Exception as err:  # TFDS raises json, key and proto errors for damaged metadata
+        raise UserError(
+            f"{version_dir}: unreadable dataset metadata ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})"
+        ) from err
+    version = str(builder.info.version)
+    if version not in READ_VERSIONS:
+        raise UserError(
+            f"{version_dir}: dataset version {version}; this hpe-jax reads "
+            f"{', '.join(READ_VERSIONS)}"
+        )
+    missing = sorted(REQUIRED_FEATURES - set(builder.info.features))
+    if missing:
+        raise UserError(f"{version_dir}: the records lack feature(s) {missing}")
+    return builder
 
 
 def check_split(builder: tfds.core.DatasetBuilder, split: str) -> int:
-    """The record count of ``split``; ValueError naming the dataset's splits if it has none."""
+    """The record count of ``split``, checked against its record files (``verify_split_files``);
+    UserError naming the dataset's splits if it has none."""
     splits = builder.info.splits
     if split not in splits:
-        raise ValueError(
+        raise UserError(
             f"{builder.data_dir} has no split {split!r} (splits: {', '.join(sorted(splits))})"
         )
+    verify_split_files(builder, split)
     return splits[split].num_examples
+
+
+def verify_split_files(builder: tfds.core.DatasetBuilder, split: str) -> None:
+    """Raises a UserError naming the record file of ``split`` that is missing, unreadable, or
+    holds another number of records than ``dataset_info.json`` says (local datasets; a bucket's
+    files are checked as they are read)."""
+    info = builder.info.splits[split]
+    for path, expected in zip(info.filepaths, info.shard_lengths, strict=True):
+        if "://" in os.fspath(path):
+            return
+        if not path.exists():
+            raise UserError(
+                f"{path}: record file of split {split!r} missing ({INFO_FILE} lists it)"
+            )
+        try:
+            reader = ArrayRecordReader(os.fspath(path))
+            count = reader.num_records()
+            reader.close()
+        except Exception as err:  # array_record raises RuntimeError / ValueError for damage
+            raise UserError(
+                f"{path}: damaged record file ({str(err).splitlines()[0] if str(err) else err!r})"
+            ) from err
+        if count != expected:
+            raise UserError(
+                f"{path}: holds {count} records, {INFO_FILE} says {expected}: the metadata was "
+                "edited or the file replaced; convert the split again"
+            )
 
 
 def num_records(path: str | os.PathLike[str], split: str) -> int:

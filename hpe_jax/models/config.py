@@ -8,6 +8,8 @@ from typing import Any
 
 import ml_collections
 
+from hpe_jax.errors import UserError
+
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -109,7 +111,7 @@ def get_config(variant: str = "s") -> ml_collections.ConfigDict:
     is compiled for).
     """
     if variant not in BACKBONES:
-        raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(BACKBONES)}")
+        raise UserError(f"unknown variant {variant!r}; expected one of {sorted(BACKBONES)}")
     cfg = ml_collections.ConfigDict()
     cfg.variant = variant
     cfg.input_size = 224
@@ -130,7 +132,7 @@ def upgrade_model_config(stored: Mapping[str, Any]) -> dict[str, Any]:
     if "depthwise_impl" in config:
         impl = config.pop("depthwise_impl")
         if impl not in _DEPTHWISE_IMPL_KERNELS:
-            raise ValueError(
+            raise UserError(
                 f"depthwise_impl must be one of {', '.join(_DEPTHWISE_IMPL_KERNELS)}; got {impl!r}"
             )
         config.setdefault("kernels", _DEPTHWISE_IMPL_KERNELS[impl])
