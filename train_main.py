@@ -29,8 +29,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Checks the config, then trains (the synthetic job when ``config.data.synthetic`` is set)."""
-    check_train_config(config, check_data=config.data.synthetic is None)
+    """Checks the config's values, joins the run's processes and trains (the synthetic job when
+    ``config.data.synthetic`` is set); ``train_and_evaluate`` checks the devices and data."""
+    check_train_config(config, runtime=False)
     start_process(config.distributed)
     if config.data.synthetic is not None:
         from data_prep.synthetic_job import run_synthetic_job

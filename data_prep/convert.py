@@ -238,33 +238,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_abs_angle: float | Literal["auto"] | None = None
     else:
         max_abs_angle = "auto" if args.max_abs_angle is None else args.max_abs_angle
-    result: dict[str, Any] = {}
+    return run_cli(
+        lambda: _convert_and_report(args, max_abs_angle),
+        verbose=args.verbose,
+        folder=args.output_dir,
+    )
 
-    def run() -> None:
-        result.update(
-            convert(
-                args.dataset,
-                args.data_dir,
-                args.output_dir,
-                filename_list=args.filename_list,
-                split=args.split,
-                num_shards=args.num_shards,
-                workers=args.workers,
-                on_error=args.on_error,
-                max_abs_angle=max_abs_angle,
-                synthetic=args.synthetic,
-                progress=not args.no_progress,
-                overwrite=args.overwrite,
-            )
-        )
 
-    status = run_cli(run, verbose=args.verbose, folder=args.output_dir)
-    if status:
-        return status
-    meta = result
+def _convert_and_report(
+    args: argparse.Namespace, max_abs_angle: float | Literal["auto"] | None
+) -> None:
+    """Converts what ``args`` names and prints the one-line summary."""
+    meta = convert(
+        args.dataset,
+        args.data_dir,
+        args.output_dir,
+        filename_list=args.filename_list,
+        split=args.split,
+        num_shards=args.num_shards,
+        workers=args.workers,
+        on_error=args.on_error,
+        max_abs_angle=max_abs_angle,
+        synthetic=args.synthetic,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
     print(
         f"{meta['dataset']}/{meta['split']}: wrote {meta['num_records']} records in "
         f"{meta['num_shards']} file(s) to {meta['dataset_dir']}; filtered {meta['num_filtered']} "
         f"(max |angle| {meta['max_abs_angle']}), skipped {meta['num_skipped']} bad sample(s)"
     )
-    return 0

@@ -83,6 +83,7 @@ def _check_dataset(config: ml_collections.ConfigDict, dir_key: str, split_key: s
 
 
 def _check_common(config: ml_collections.ConfigDict, check_data: bool) -> None:
+    """The fields training and evaluation share; with ``check_data``, the validation dataset."""
     _choice(config, "model.variant", tuple(BACKBONES))
     _choice(config, "model.dtype", COMPUTE_DTYPES)
     _choice(config, "model.kernels", KERNEL_CHOICES)
@@ -108,15 +109,20 @@ def check_eval_config(config: ml_collections.ConfigDict) -> None:
         raise _fail("data.val_dir", config.data.val_dir, "the dataset to evaluate on")
 
 
-def check_train_config(config: ml_collections.ConfigDict, *, check_data: bool = True) -> None:
-    """Checks every field the training loop uses. With ``check_data`` the training dataset must
-    hold at least one batch and the validation dataset (if named) its split; without it (the
-    synthetic job, before its data exist) the ``data.synthetic`` fields are checked instead."""
-    _check_common(config, check_data)
-    num_devices = jax.device_count()
+def check_train_config(config: ml_collections.ConfigDict, *, runtime: bool = True) -> None:
+    """Checks every field the training loop uses. With ``runtime`` (after ``start_process``:
+    it asks JAX for the devices) the batch sizes must divide over the devices, the training
+    dataset must hold at least one batch and the validation dataset (if named) its split;
+    without it (before the process joins a run, or the synthetic job's data exist) the values
+    alone are checked."""
+    _check_common(config, runtime)
     for key in ("batch_size", "eval_batch_size"):
-        if _integer(config, key, 1) % num_devices:
-            raise _fail(key, config[key], f"a multiple of the device count {num_devices}")
+        _integer(config, key, 1)
+    if runtime:
+        num_devices = jax.device_count()
+        for key in ("batch_size", "eval_batch_size"):
+            if config[key] % num_devices:
+                raise _fail(key, config[key], f"a multiple of the device count {num_devices}")
     _integer(config, "num_epochs", 1)
     _number(config, "learning_rate", low=0.0, open_low=True)
     _number(config, "head_lr_multiplier", low=0.0, open_low=True)
@@ -140,7 +146,7 @@ def check_train_config(config: ml_collections.ConfigDict, *, check_data: bool = 
         _integer(config, "data.synthetic.num_test", 1)
         _integer(config, "data.synthetic.image_size", 16)
         _integer(config, "data.synthetic.seed", 0)
-    if not check_data:
+    if not runtime:
         return
     if not _get(config, "data.train_dir"):
         raise _fail("data.train_dir", config.data.train_dir, "the training dataset")

@@ -15,6 +15,9 @@ import grain
 import numpy as np
 import pytest
 import scipy.io
+from records_builder import write_split
+from test_data_prep import records, write_300wlp
+from train_support import standard_config
 
 import hpe_jax
 from data_prep import inspect as inspect_cli
@@ -31,9 +34,6 @@ from hpe_jax.errors import UserError
 from hpe_jax.folder_lock import FolderBusyError
 from hpe_jax.train import train_and_evaluate
 from hpe_jax.train_state import create_train_state, make_optimizer
-from tests.records_builder import write_split
-from tests.test_data_prep import records, write_300wlp
-from tests.train_support import standard_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -353,3 +353,17 @@ def test_train_main_reports_a_bad_value_in_one_line(tmp_path):
     )
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "wd").exists()
+
+
+def test_damaged_record_names_its_file(dataset):
+    from hpe_jax.data.source import split_source
+
+    (first, _) = sorted(dataset.glob("*/*/*/*.array_record-*"))
+    data = bytearray(first.read_bytes())
+    data[200:1200] = bytes(b ^ 0xFF for b in data[200:1200])
+    first.write_bytes(bytes(data))
+    source = split_source(dataset, "train")
+    with pytest.raises(UserError, match=rf"{first.name}, record 0: unreadable \(Corrupted"):
+        source[0]
+    with pytest.raises(UserError, match=rf"{first.name}, record 0: unreadable"):
+        source.__getitems__([1, 0])

@@ -157,7 +157,48 @@ def split_source(path: str | os.PathLike[str], split: str) -> Sequence[dict[str,
     it into a record with ``record``. Picklable, for grain worker processes."""
     builder = open_dataset(path)
     check_split(builder, split)
-    return builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
+    info = builder.info.splits[split]
+    return FileNamingSource(
+        builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()}),
+        [os.fspath(p) for p in info.filepaths],
+        [int(n) for n in info.shard_lengths],
+    )
+
+
+class FileNamingSource(Sequence[dict[str, Any]]):
+    """A random-access source whose read errors name the record file and the record in it
+    (array_record reports a damaged chunk without the file)."""
+
+    def __init__(self, source: Sequence[Any], files: list[str], lengths: list[int]):
+        self._source = source
+        self._files = files
+        self._starts = np.cumsum([0, *lengths])
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def _where(self, index: int) -> str:
+        shard = int(np.searchsorted(self._starts, index, side="right")) - 1
+        shard = min(max(shard, 0), len(self._files) - 1)
+        return f"{self._files[shard]}, record {index - int(self._starts[shard])}"
+
+    def __getitem__(self, index: Any) -> Any:
+        try:
+            return self._source[index]
+        except (IndexError, KeyError):
+            raise
+        except Exception as err:  # array_record raises RuntimeError for a damaged chunk
+            raise UserError(f"{self._where(int(index))}: unreadable ({_first_line(err)})") from err
+
+    def __getitems__(self, indices: Sequence[int]) -> Sequence[Any]:
+        try:
+            return self._source.__getitems__(indices)  # type: ignore[attr-defined]
+        except Exception:
+            return [self[i] for i in indices]  # raises naming the damaged record
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def record(example: dict[str, Any]) -> dict[str, Any]:
