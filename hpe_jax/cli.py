@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,17 +20,25 @@ from hpe_jax.errors import UserError
 
 TRACEBACK_ENV = "HPE_JAX_TRACEBACK"
 EXIT_USER_ERROR = 2
+_OS_ERROR_CODE = re.compile(r"os_error_code='(\d+)'")
 
 
 def os_error_in_chain(err: BaseException) -> OSError | None:
-    """The first OSError among ``err`` and its causes / contexts, None when there is none."""
-    seen: set[int] = set()
+    """The first OSError among ``err`` and its causes / contexts, or one rebuilt from an error
+    whose message carries the OS error code (tensorstore, under orbax, reports a failed write as
+    ``ValueError: ...: No space left on device [os_error_code='28']``); None when there is none."""
+    chain = []
     current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError):
-            return current
-        seen.add(id(current))
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
         current = current.__cause__ or current.__context__
+    for link in chain:
+        if isinstance(link, OSError):
+            return link
+    for link in chain:
+        if match := _OS_ERROR_CODE.search(str(link)):
+            code = int(match.group(1))
+            return OSError(code, os.strerror(code))
     return None
 
 

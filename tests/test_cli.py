@@ -37,6 +37,16 @@ def test_wrapped_disk_full_names_the_folder(capsys: pytest.CaptureFixture[str]) 
     assert err.count("\n") == 1
 
 
+def test_tensorstore_disk_full_names_the_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    message = (
+        'RESOURCE_EXHAUSTED: Error writing "w/0" in OCDBT database at local file "/wd/1.orbax-'
+        'checkpoint-tmp/model/": Failed to write 6950912 bytes to file 7: No space left on '
+        "device [os_error_code='28']"
+    )
+    assert run_cli(lambda: _raise(ValueError(message)), folder="/wd") == 2
+    assert capsys.readouterr().err.startswith("error: /wd: no space left on the device")
+
+
 def test_traceback_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UserError):
         run_cli(lambda: _raise(UserError("x")), verbose=True)
