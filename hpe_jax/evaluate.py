@@ -281,7 +281,8 @@ def _load_for_eval(path: Path, variant: str) -> HPENet:
         message = short_message(err)
         if "variant" in message:
             message += "\n(the variant is set with --config.model.variant=s|m|l)"
-        raise EvalError(f"cannot evaluate checkpoint {path}:\n  {message}") from err
+        where = "" if str(path) in message else f" {path}"  # named once
+        raise EvalError(f"cannot evaluate checkpoint{where}:\n  {message}") from err
 
 
 def evaluate_and_report(
