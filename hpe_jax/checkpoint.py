@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from hpe_jax.cli import one_line
 from hpe_jax.errors import UserError
@@ -59,6 +60,11 @@ CHECKPOINT_ENTRIES = frozenset(
 )
 # A tensorstore read failure (absl status), e.g. 'DATA_LOSS: Error reading "key/0.0" in ...'.
 _STORE_STATUS = re.compile(r"^[A-Z][A-Z_]+: ")
+# The JSON specs tensorstore appends to such a message: `` [tensorstore_spec='{...}']`` (kilobytes).
+_STORE_SPECS = re.compile(r"\s*\[tensorstore_spec(\[\d+\])?='.*$")
+# What a damaged step directory is renamed to when a resume falls back past it: not a step name
+# for orbax, ``resolve_step_dir`` or an evaluation sweep.
+DAMAGED_SUFFIX = ".damaged"
 # The variables a model checkpoint holds (a tuple filter: either kind).
 MODEL_VARIABLES = (nnx.Param, nnx.BatchStat)
 
@@ -132,7 +138,8 @@ def read_problem(err: BaseException, what: str) -> str:
         return one_line(str(err))
     cause = _innermost(err)
     if _STORE_STATUS.match(str(cause)):
-        return f"{what} is damaged: {one_line(str(cause), max_parts=1)}"
+        first = _STORE_SPECS.sub("", one_line(str(cause), max_parts=1))
+        return f"{what} is damaged: {first}"
     message = one_line(str(err), max_parts=2)
     return (
         f"{what} cannot be read (damaged, or not of this network): {type(err).__name__}: {message}"
@@ -384,6 +391,29 @@ def _restore_step(
     return restored, dict(restored[TRAIN_ITEM])
 
 
+def _set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> list[str]:
+    """Renames the step directories ``steps`` of ``manager`` to ``<step>.damaged`` (or
+    ``<step>.damaged.<n>``, the first name not taken), so that the manager no longer lists them
+    and saves those steps anew (orbax skips a save of a step not newer than its latest one).
+    Process 0 renames and returns the new paths (other processes: an empty list); every process
+    then reloads the manager."""
+    directory = Path(manager.directory)
+    moved = []
+    if jax.process_index() == 0:
+        for step in sorted(steps):
+            target = directory / f"{step}{DAMAGED_SUFFIX}"
+            n = 1
+            while target.exists():
+                target = directory / f"{step}{DAMAGED_SUFFIX}.{n}"
+                n += 1
+            (directory / str(step)).rename(target)
+            moved.append(str(target))
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("hpe_jax.checkpoint: damaged steps set aside")
+    manager.reload()
+    return moved
+
+
 def restore_train_state(
     manager: ocp.CheckpointManager, state: TrainState, iterator: grain.DatasetIterator
 ) -> tuple[TrainState, int]:
@@ -391,8 +421,9 @@ def restore_train_state(
     and the count of finished epochs, and moves ``iterator`` to the saved position. The arrays
     are read straight onto the shardings of ``state`` (the fresh state of this run, also the
     template of shapes and dtypes) and verified (module docstring). A newer step that cannot be
-    read or verified is skipped with a warning naming it. Without a checkpoint: ``(state, 0)``,
-    the iterator untouched.
+    read or verified is skipped with a warning naming it, and once an older step is restored,
+    renamed to ``<step>.damaged`` (kept, no longer a step: the run saves that step anew).
+    Without a checkpoint: ``(state, 0)``, the iterator untouched.
 
     The step's dropout key is derived from ``state.rng`` (the run's seed), so it is not stored.
     Raises UserError when no step can be restored, with the newest step's problem (e.g. a
@@ -410,7 +441,13 @@ def restore_train_state(
             logging.warning("cannot resume from step %d (%s); trying an older step", step, problem)
             continue
         if problems:
-            logging.warning("resumed from step %d: %d newer step(s) damaged", step, len(problems))
+            moved = _set_aside(manager, [s for s in manager.all_steps() if s > step])
+            logging.warning(
+                "resumed from step %d; the damaged newer step(s) are kept as %s (not resumed "
+                "from; delete them when not needed)",
+                step,
+                ", ".join(moved) or "<step>.damaged",
+            )
         model = nnx.merge_state(state.params, state.batch_stats)
         nnx.replace_by_pure_dict(model, restored[MODEL_ITEM])
         params, batch_stats = nnx.split_state(model, nnx.Param, nnx.BatchStat)

@@ -159,10 +159,24 @@ def test_resume_falls_back_past_damaged_steps_with_one_line_warnings(tmp_path, c
     assert f"checkpoint {directory / '3'}: its data is damaged" in skipped[0]
     assert "opt_state" in skipped[0] and "Error reading" in skipped[0]
     assert f"checkpoint {directory / '2'}: array opt_state" in skipped[1]
+    assert all("tensorstore_spec" not in m for m in skipped)  # no kilobytes of JSON specs
 
-    _flip_head(_data_files(directory / "1", checkpoint.MODEL_ITEM)[-1])
+    # The damaged steps are kept aside, no longer steps: the resumed run saves step 2 anew
+    # (orbax skips a save of a step not newer than its latest) and a later resume takes it.
+    assert manager.all_steps() == [1]
+    assert (directory / "2.damaged").is_dir() and (directory / "3.damaged").is_dir()
+    assert f"kept as {directory / '2.damaged'}, {directory / '3.damaged'}" in caplog.text
+    moved = restored.replace(step=np.int32(2))
+    checkpoint.save_train_state(manager, moved, TINY_CONFIG, epoch=2, iterator=_iterator(2))
+    manager.wait_until_finished()
+    again, epoch = checkpoint.restore_train_state(manager, state, _iterator(0))
+    assert (int(again.step), epoch) == (2, 2)
+
+    for step in ("1", "2"):
+        _flip_head(_data_files(directory / step, checkpoint.MODEL_ITEM)[-1])
     with pytest.raises(UserError, match=rf"no checkpoint in {directory} can be resumed"):
         checkpoint.restore_train_state(manager, state, _iterator(0))
+    assert manager.all_steps() == [1, 2]  # nothing set aside when no step is intact
     manager.close()
 
 
