@@ -397,7 +397,7 @@ def _set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> list[str]:
     and saves those steps anew (orbax skips a save of a step not newer than its latest one).
     Process 0 renames and returns the new paths (other processes: an empty list); every process
     then reloads the manager."""
-    directory = Path(manager.directory)
+    directory = manager.directory  # an epath.Path: also a bucket
     moved = []
     if jax.process_index() == 0:
         for step in sorted(steps):
