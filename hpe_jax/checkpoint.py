@@ -6,10 +6,12 @@ statistics as a nested dict of arrays, the NNX state's pure-dict form) and ``met
 optimiser state), ``train`` (JSON: ``step``, ``epoch``) and ``data_iter`` (the grain iterator);
 ``load_model`` reads only ``model`` and ``meta``.
 
-Every restore is verified: ``meta`` holds a digest (BLAKE2b of the bytes) of every array of the
-``model`` and ``opt_state`` items, checked against what was read, and a non-finite weight is
-refused with its name. Checkpoints written without digests load unverified by digest (still
-checked for non-finite weights). Resuming skips a damaged newest step for the newest intact one.
+Every restore is verified: ``meta`` holds a digest (BLAKE2b of the dtype, shape and bytes) of every
+array of the ``model`` and ``opt_state`` items, checked against what was read, and a non-finite
+weight is refused with its name. Checkpoints whose ``meta`` holds no digests still load,
+unverified by digest but checked for non-finite weights. A file that cannot be
+read (truncated, missing, damaged compressed data) is a UserError naming the checkpoint and the
+array, as is a digest mismatch. Resuming skips a damaged newest step for the newest intact one.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.experimental import multihost_utils
 
+from hpe_jax.cli import one_line
 from hpe_jax.errors import UserError
 from hpe_jax.models import HPENet, get_config
 from hpe_jax.models.config import upgrade_model_config
@@ -41,6 +45,26 @@ TRAIN_ITEM = "train"
 DATA_ITEM = "data_iter"
 DIGESTS_KEY = "digests"
 _STEP_DIR = re.compile(r"^\d+$")
+# What a checkpoint step directory holds: its items and orbax's own files. ``--overwrite`` replaces
+# a directory holding these alone.
+CHECKPOINT_ENTRIES = frozenset(
+    (
+        MODEL_ITEM,
+        META_ITEM,
+        OPT_ITEM,
+        TRAIN_ITEM,
+        DATA_ITEM,
+        "_CHECKPOINT_METADATA",
+        "commit_success.txt",
+    )
+)
+# A tensorstore read failure (absl status), e.g. 'DATA_LOSS: Error reading "key/0.0" in ...'.
+_STORE_STATUS = re.compile(r"^[A-Z][A-Z_]+: ")
+# The JSON specs tensorstore appends to such a message: `` [tensorstore_spec='{...}']`` (kilobytes).
+_STORE_SPECS = re.compile(r"\s*\[tensorstore_spec(\[\d+\])?='.*$")
+# What a damaged step directory is renamed to when a resume falls back past it: not a step name
+# for orbax, ``resolve_step_dir`` or an evaluation sweep.
+DAMAGED_SUFFIX = ".damaged"
 # The variables a model checkpoint holds (a tuple filter: either kind).
 MODEL_VARIABLES = (nnx.Param, nnx.BatchStat)
 
@@ -96,22 +120,48 @@ def verify_arrays(where: Path, item: str, tree: Any, digests: dict[str, str] | N
                 raise UserError(f"checkpoint {where}: weight {key} holds NaN or Inf values")
 
 
-def _read_error(err: BaseException) -> str:
-    """The innermost cause of ``err`` (orbax wraps tensorstore's read error, which names the
-    file and the damage, in a bare ``Exception``) as ``Type: first line``."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    lines = str(err).splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+def _innermost(err: BaseException) -> BaseException:
+    """The deepest exception behind ``err`` (its cause, or else its context, repeatedly)."""
+    seen = [err]
+    while (nxt := err.__cause__ or err.__context__) is not None and nxt not in seen:
+        seen.append(nxt)
+        err = nxt
+    return err
+
+
+def read_problem(err: BaseException, what: str) -> str:
+    """One line saying why ``what`` (e.g. "item 'model'") could not be read: a damaged file
+    (tensorstore names the array's key and the file, e.g. ``DATA_LOSS: Error reading
+    "backbone.stem.conv.kernel/0.0" in OCDBT database at local file ...``), or a structure that
+    does not fit (orbax's message about the expected tree)."""
+    if isinstance(err, UserError):
+        return one_line(str(err))
+    cause = _innermost(err)
+    if _STORE_STATUS.match(str(cause)):
+        first = _STORE_SPECS.sub("", one_line(str(cause), max_parts=1))
+        return f"{what} is damaged: {first}"
+    message = one_line(str(err), max_parts=2)
+    return (
+        f"{what} cannot be read (damaged, or not of this network): {type(err).__name__}: {message}"
+    )
 
 
 def _model_meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return {"variant": config.variant, "model_config": config.to_dict()}
 
 
+def _foreign_entries(directory: Path) -> list[str]:
+    """The names in ``directory`` that are not part of a checkpoint (``CHECKPOINT_ENTRIES``)."""
+    return sorted(p.name for p in directory.iterdir() if p.name not in CHECKPOINT_ENTRIES)
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
+
+
 def check_checkpoint_output(output: Path, overwrite: bool) -> None:
     """Refuses an ``output`` that exists and is not empty, unless ``overwrite`` is given and it
-    is a checkpoint step directory (only a checkpoint is ever replaced)."""
+    is a checkpoint step directory holding nothing else (only a checkpoint is ever replaced)."""
     if not output.exists():
         return
     if not output.is_dir():
@@ -119,16 +169,16 @@ def check_checkpoint_output(output: Path, overwrite: bool) -> None:
     contents = sorted(p.name for p in output.iterdir())
     if not contents:
         return
-    shown = ", ".join(contents[:5]) + (", ..." if len(contents) > 5 else "")
     if not overwrite:
         raise UserError(
-            f"--output {output} is not empty ({shown}); not replaced: name a new directory, or "
-            "pass --overwrite to replace a checkpoint there"
+            f"--output {output} is not empty ({_shown(contents)}); not replaced: name a new "
+            "directory, or pass --overwrite to replace a checkpoint there"
         )
-    if not (output / MODEL_ITEM).is_dir():
+    foreign = _foreign_entries(output) if (output / MODEL_ITEM).is_dir() else contents
+    if foreign:
         raise UserError(
-            f"--output {output} holds files that are not a checkpoint ({shown}); not replaced "
-            "even with --overwrite: name a new directory"
+            f"--output {output} holds files that are not a checkpoint ({_shown(foreign)}); not "
+            "replaced even with --overwrite: move them away or name a new directory"
         )
 
 
@@ -139,8 +189,13 @@ def save_model(
     extra_meta: dict[str, Any] | None = None,
 ) -> Path:
     """Writes ``model`` (with its model config) as a checkpoint step directory at ``directory``,
-    replacing one there (entry points call ``check_checkpoint_output`` first)."""
+    replacing a checkpoint there (entry points call ``check_checkpoint_output`` first). A
+    directory holding anything else is refused (UserError naming it), never deleted."""
     directory = Path(directory).absolute()
+    if directory.is_dir() and (foreign := _foreign_entries(directory)):
+        raise UserError(
+            f"{directory} holds files that are not a checkpoint ({_shown(foreign)}); not replaced"
+        )
     state = model_state(model)
     meta = {
         **_model_meta(config),
@@ -183,17 +238,25 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     """The ``meta`` item of the checkpoint at ``path`` (see ``resolve_step_dir``)."""
     step_dir = resolve_step_dir(path)
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-        restored = ckptr.restore(
-            step_dir, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()})
-        )
-    return dict(restored[META_ITEM])
+        try:
+            restored = ckptr.restore(
+                step_dir, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()})
+            )
+        except Exception as err:  # orbax raises many types for a damaged or missing item
+            raise UserError(
+                f"checkpoint {step_dir}: {read_problem(err, f'item {META_ITEM!r}')}"
+            ) from err
+    meta = restored[META_ITEM]
+    if not isinstance(meta, dict):
+        raise UserError(f"checkpoint {step_dir}: item {META_ITEM!r} is not a JSON object")
+    return dict(meta)
 
 
 def restore_model_state(path: str | Path, model: HPENet) -> None:
     """Loads the ``model`` item of the checkpoint at ``path`` into ``model`` in place.
 
-    Raises a UserError naming every missing, unexpected or mis-shaped entry, or the array that
-    fails verification (module docstring).
+    Raises a UserError naming every missing, unexpected or mis-shaped entry, the array whose
+    file cannot be read, or the array that fails verification (module docstring).
     """
     step_dir = resolve_step_dir(path)
     target = model_state(model)
@@ -205,10 +268,8 @@ def restore_model_state(path: str | Path, model: HPENet) -> None:
                 args=ocp.args.Composite(**{MODEL_ITEM: ocp.args.StandardRestore(abstract)}),
             )
         except Exception as err:  # orbax and tensorstore raise many types, also a bare Exception
-            raise UserError(
-                f"checkpoint {step_dir}: its weights cannot be read into this network (damaged, "
-                f"or of another network): {_read_error(err)}"
-            ) from err
+            problem = read_problem(err, f"item {MODEL_ITEM!r}")
+            raise UserError(f"checkpoint {step_dir}: {problem}") from err
     digests = read_meta(step_dir).get(DIGESTS_KEY, {}).get(MODEL_ITEM)
     verify_arrays(step_dir, MODEL_ITEM, restored[MODEL_ITEM], digests)
     state = nnx.state(model, MODEL_VARIABLES)
@@ -243,13 +304,20 @@ def load_model(path: str | Path, variant: str | None = None, kernels: str = "aut
 
 def make_manager(directory: str | Path, max_to_keep: int) -> ocp.CheckpointManager:
     """A checkpoint manager of numbered step directories under ``directory`` (created), keeping
-    the newest ``max_to_keep``; the temporary folders of an interrupted save are removed (the
-    caller holds the workdir's lock, so no live save owns them)."""
+    the newest ``max_to_keep``.
+
+    The temporary folders of an interrupted save (``<step>.orbax-checkpoint-tmp*``, as orbax
+    names them) are removed first, each with a warning: the caller holds the workdir's lock, so
+    no live save owns them. (orbax's ``cleanup_tmp_directories`` option removes them in the
+    background, finished only before the first save; this removal is done on return.)
+    """
+    directory = Path(directory).absolute()
+    if jax.process_index() == 0:
+        for tmp in ocp.path.step.all_temporary_paths(directory):
+            logging.warning("removing %s, left by an interrupted checkpoint save", tmp.get())
+            tmp.get().rmtree()
     return ocp.CheckpointManager(
-        Path(directory).absolute(),
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True
-        ),
+        directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
     )
 
 
@@ -323,6 +391,29 @@ def _restore_step(
     return restored, dict(restored[TRAIN_ITEM])
 
 
+def _set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> list[str]:
+    """Renames the step directories ``steps`` of ``manager`` to ``<step>.damaged`` (or
+    ``<step>.damaged.<n>``, the first name not taken), so that the manager no longer lists them
+    and saves those steps anew (orbax skips a save of a step not newer than its latest one).
+    Process 0 renames and returns the new paths (other processes: an empty list); every process
+    then reloads the manager."""
+    directory = manager.directory  # an epath.Path: also a bucket
+    moved = []
+    if jax.process_index() == 0:
+        for step in sorted(steps):
+            target = directory / f"{step}{DAMAGED_SUFFIX}"
+            n = 1
+            while target.exists():
+                target = directory / f"{step}{DAMAGED_SUFFIX}.{n}"
+                n += 1
+            (directory / str(step)).rename(target)
+            moved.append(str(target))
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("hpe_jax.checkpoint: damaged steps set aside")
+    manager.reload()
+    return moved
+
+
 def restore_train_state(
     manager: ocp.CheckpointManager, state: TrainState, iterator: grain.DatasetIterator
 ) -> tuple[TrainState, int]:
@@ -330,8 +421,9 @@ def restore_train_state(
     and the count of finished epochs, and moves ``iterator`` to the saved position. The arrays
     are read straight onto the shardings of ``state`` (the fresh state of this run, also the
     template of shapes and dtypes) and verified (module docstring). A newer step that cannot be
-    read or verified is skipped with a warning naming it. Without a checkpoint: ``(state, 0)``,
-    the iterator untouched.
+    read or verified is skipped with a warning naming it, and once an older step is restored,
+    renamed to ``<step>.damaged`` (kept, no longer a step: the run saves that step anew).
+    Without a checkpoint: ``(state, 0)``, the iterator untouched.
 
     The step's dropout key is derived from ``state.rng`` (the run's seed), so it is not stored.
     Raises UserError when no step can be restored, with the newest step's problem (e.g. a
@@ -342,15 +434,20 @@ def restore_train_state(
         try:
             restored, train = _restore_step(manager, step, state, iterator)
         except Exception as err:  # orbax, tensorstore and grain raise many types for damage
-            if isinstance(err, UserError):
-                problem = str(err)
-            else:
-                problem = f"checkpoint {manager.directory / str(step)}: {_read_error(err)}"
+            problem = read_problem(err, "its data")
+            if not isinstance(err, UserError):
+                problem = f"checkpoint {Path(manager.directory) / str(step)}: {problem}"
             problems.append(problem)
             logging.warning("cannot resume from step %d (%s); trying an older step", step, problem)
             continue
         if problems:
-            logging.warning("resumed from step %d: %d newer step(s) damaged", step, len(problems))
+            moved = _set_aside(manager, [s for s in manager.all_steps() if s > step])
+            logging.warning(
+                "resumed from step %d; the damaged newer step(s) are kept as %s (not resumed "
+                "from; delete them when not needed)",
+                step,
+                ", ".join(moved) or "<step>.damaged",
+            )
         model = nnx.merge_state(state.params, state.batch_stats)
         nnx.replace_by_pure_dict(model, restored[MODEL_ITEM])
         params, batch_stats = nnx.split_state(model, nnx.Param, nnx.BatchStat)

@@ -159,8 +159,9 @@ def _guess_variant(keys: set[str]) -> str | None:
 def load_torch_state_dict(model: HPENet, state_dict: Mapping[str, Any]) -> None:
     """Copies a torch state_dict (tensors or numpy arrays) into ``model`` in place.
 
-    Raises a ValueError listing every missing, unexpected and mis-shaped key, and naming the
-    variant the checkpoint belongs to when it is another one.
+    Raises a UserError (a ValueError) naming every key whose value holds NaN or Inf; else one
+    listing every missing, unexpected and mis-shaped (or non-numeric) key, and naming the
+    variant the checkpoint belongs to when it is another one. Nothing is copied then.
     """
     arrays = {k: _to_numpy(v) for k, v in state_dict.items() if not k.endswith(UNUSED_SUFFIX)}
     entries = torch_entries(model)
@@ -171,7 +172,15 @@ def load_torch_state_dict(model: HPENet, state_dict: Mapping[str, Any]) -> None:
     for key, variable, transform in entries:
         if key not in arrays:
             continue
-        value = transform(arrays[key])
+        raw = arrays[key]
+        if not np.issubdtype(raw.dtype, np.number):
+            mis_shaped.append(f"{key}: checkpoint holds {raw.dtype}, not a numeric tensor")
+            continue
+        try:
+            value = transform(raw)
+        except ValueError:  # too few axes for the layout change
+            mis_shaped.append(f"{key}: checkpoint {raw.shape}, network expects {variable.shape}")
+            continue
         if not np.all(np.isfinite(value)):
             bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
             non_finite.append(f"{key}: {bad} of {value.size} values are NaN or Inf")
@@ -233,9 +242,15 @@ def read_torch_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def convert_checkpoint(path: str | Path, variant: str = "s") -> HPENet:
-    """The network holding the weights of the original checkpoint at ``path`` (eval mode)."""
+    """The network holding the weights of the original checkpoint at ``path`` (eval mode).
+    Raises a UserError naming ``path`` when it is unreadable, holds non-finite weights (named by
+    key) or does not match ``variant``."""
+    state_dict = read_torch_checkpoint(path)
     model = HPENet(get_config(variant), rngs=nnx.Rngs(0))
-    load_torch_state_dict(model, read_torch_checkpoint(path))
+    try:
+        load_torch_state_dict(model, state_dict)
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from err
     model.eval()
     return model
 

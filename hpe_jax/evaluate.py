@@ -95,13 +95,15 @@ def evaluate_batches(
     }
 
 
-def format_table(rows: dict[str, dict[str, Any]]) -> str:
-    """A fixed-width table, one row per evaluated checkpoint, errors in degrees."""
+def format_table(rows: dict[str, dict[str, Any]], failed: dict[str, str] | None = None) -> str:
+    """A fixed-width table, one row per evaluated checkpoint, errors in degrees; then one row
+    per checkpoint of ``failed`` ({name: why}) that could not be evaluated."""
     header = f"{'checkpoint':<24}" + "".join(f"{n:>10}" for n in METRIC_NAMES) + f"{'images':>8}"
     lines = [header, "-" * len(header)]
     for name, m in rows.items():
         values = "".join(f"{m[n]:>10.3f}" for n in METRIC_NAMES)
         lines.append(f"{name:<24}{values}{m['num_images']:>8d}")
+    lines += [f"{name:<24}  failed: {why}" for name, why in (failed or {}).items()]
     return "\n".join(lines)
 
 
@@ -279,7 +281,8 @@ def _load_for_eval(path: Path, variant: str) -> HPENet:
         message = short_message(err)
         if "variant" in message:
             message += "\n(the variant is set with --config.model.variant=s|m|l)"
-        raise EvalError(f"cannot evaluate checkpoint {path}:\n  {message}") from err
+        where = "" if str(path) in message else f" {path}"  # named once
+        raise EvalError(f"cannot evaluate checkpoint{where}:\n  {message}") from err
 
 
 def evaluate_and_report(
@@ -295,13 +298,16 @@ def evaluate_and_report(
     The report: ``data_dir`` (the dataset's version folder), ``split``, ``dataset``,
     ``val_mode``, ``image_size``, ``input_size``, ``variant``, ``angle_error`` (``plain``),
     ``checkpoints`` ({name: {yaw, pitch, roll, mean_mae, angle_error, maev, geodesic (degrees),
-    num_images, path}}, in evaluation order), ``failed`` ({name: error} of the checkpoints that
-    could not be evaluated) and ``best`` (the name with the lowest ``mean_mae``, None if none).
+    num_images, path}}, in evaluation order), ``failed`` ({name: one-line error} of the
+    checkpoints that could not be evaluated: unreadable, damaged (a digest mismatch, a
+    non-finite weight), of another variant, or predicting NaN; also rows of the printed table)
+    and ``best`` (the name with the lowest ``mean_mae``, None if none).
 
     Raises:
       EvalError: missing or unusable data; a single checkpoint that is unusable, of another
-        variant or predicts NaN; in a sweep of several, after the report of the others is
-        written, naming the ones that failed.
+        variant or predicts NaN; in a sweep of several, after the table is printed and the
+        report of the others written, naming the ones that failed (a UserError: the entry
+        point exits with status 2 and that one line).
     """
     data = config.data
     meta = check_eval_data(config)
@@ -343,7 +349,7 @@ def evaluate_and_report(
         "failed": failed,
         "best": best,
     }
-    print(format_table(results))
+    print(format_table(results, failed))
     if best is not None and len(results) > 1:
         print(f"best: {best} (mean MAE {results[best]['mean_mae']:.3f} deg)")
     out = Path(output) if output else report_path(checkpoint, dataset, data.val_split)

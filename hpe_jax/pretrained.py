@@ -161,12 +161,13 @@ def load_tf_backbone_npy(
       ...), 'missing': the ``<name>/ExponentialMovingAverage`` names found neither so nor as the
       raw ``<name>``}``, each sorted.
     Raises:
-      ValueError naming each mis-shaped variable, and (``strict``) each missing one, with its NNX
-      path; nothing is copied then.
+      UserError (a ValueError) naming each variable holding NaN or Inf values; else naming each
+      mis-shaped variable, and (``strict``) each missing one, with its NNX path; nothing is
+      copied then.
     """
     weights = path_or_dict if isinstance(path_or_dict, Mapping) else read_tf_npy(path_or_dict)
     paths = _variable_paths(model)
-    used, missing, mis_shaped, converted = [], [], [], []
+    used, missing, mis_shaped, non_finite, converted = [], [], [], [], []
     for name, variable, transform in tf_entries(model):
         source = name + EMA_SUFFIX if name + EMA_SUFFIX in weights else name
         if source not in weights:
@@ -183,8 +184,18 @@ def load_tf_backbone_npy(
                 f"{variable.shape}"
             )
             continue
+        if not np.issubdtype(value.dtype, np.number):
+            mis_shaped.append(f"{source}: file holds {value.dtype}, not numbers")
+            continue
+        if not np.all(np.isfinite(value)):
+            non_finite.append(source)
+            continue
         used.append(source)
         converted.append((variable, value))
+    if non_finite:
+        raise UserError(
+            f"the EfficientNetV2 weights hold NaN or Inf values: {', '.join(non_finite)}"
+        )
     if mis_shaped or (strict and missing):
         lines = [
             f"the EfficientNetV2 weights do not fit the backbone of variant {model.variant!r}:"
