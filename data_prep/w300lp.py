@@ -49,23 +49,37 @@ def load_mat(path: Path, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def pose_from_mat(mat: dict[str, Any], path: Path, name: str) -> np.ndarray:
-    """(yaw, pitch, roll) float32 degrees from ``Pose_Para`` (1, 7): pitch, yaw, roll radians."""
+    """(yaw, pitch, roll) float32 degrees from ``Pose_Para`` (1, 7): pitch, yaw, roll radians;
+    SampleError if complex, not finite, or not finite once float32 degrees."""
     para = finite_array(mat["Pose_Para"], name, path, "Pose_Para")
     check_shape(para, (1, 7), name, path, "Pose_Para")
     pitch, yaw, roll = para[0, :3]
-    with np.errstate(over="ignore"):  # out of float32's range: refused by the builder
-        return np.degrees(np.array([yaw, pitch, roll])).astype(np.float32)
+    with np.errstate(over="ignore"):
+        pose = np.degrees(np.array([yaw, pitch, roll])).astype(np.float32)
+    if not np.all(np.isfinite(pose)):
+        raise SampleError(
+            name,
+            path,
+            f"Pose_Para: the pose is not finite in float32 degrees (pitch, yaw, roll radians "
+            f"{para[0, :3].tolist()})",
+        )
+    return pose
 
 
 def landmarks_from_mat(
     mat: dict[str, Any], key: str, rows: int, path: Path, name: str
 ) -> np.ndarray:
-    """``mat[key]`` as (rows, K) float32 landmarks, checked finite."""
+    """``mat[key]`` as (rows, K) float32 landmarks, checked finite in float32."""
     points = finite_array(mat[key], name, path, key)
     check_shape(points, (rows, None), name, path, key)
     if points.shape[1] == 0:
         raise SampleError(name, path, f"{key}: no points")
-    return points.astype(np.float32)
+    with np.errstate(over="ignore"):
+        stored = points.astype(np.float32)
+    if not np.all(np.isfinite(stored)):
+        biggest = float(np.abs(points).max())
+        raise SampleError(name, path, f"{key}: not finite in float32 (|value| up to {biggest:g})")
+    return stored
 
 
 def list_items(data_dir: Path, filename_list: Path | None, split: str) -> list[str]:
