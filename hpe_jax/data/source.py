@@ -29,6 +29,15 @@ from hpe_jax.errors import UserError
 INFO_FILE = "dataset_info.json"
 # The dataset versions this code reads (``data_prep.builders.base.HeadPoseBuilder.VERSION``).
 READ_VERSIONS = ("1.0.0",)
+# The features this code reads: name -> (TFDS feature class, shape (None: any size), dtype).
+FEATURES: dict[str, tuple[type, tuple[int | None, ...], type]] = {
+    "image": (tfds.features.Image, (None, None, 3), np.uint8),
+    "pose": (tfds.features.Tensor, (3,), np.float32),
+    "rotation": (tfds.features.Tensor, (3, 3), np.float32),
+    "name": (tfds.features.Text, (), np.object_),
+    "box": (tfds.features.Tensor, (4,), np.float32),
+    "landmarks": (tfds.features.Tensor, (None, None), np.float32),
+}
 REQUIRED_FEATURES = frozenset({"image", "pose", "rotation", "name"})
 _VERSION_RE = re.compile(r"\d+\.\d+\.\d+")
 # Version folders below a data dir: <name>/<version> or <name>/<config>/<version>.
@@ -84,10 +93,36 @@ def open_dataset(path: str | os.PathLike[str]) -> tfds.core.DatasetBuilder:
             f"{version_dir}: dataset version {version}; this hpe-jax reads "
             f"{', '.join(READ_VERSIONS)}"
         )
-    missing = sorted(REQUIRED_FEATURES - set(builder.info.features))
+    if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+        raise UserError(
+            f"{version_dir}: records in {builder.info.file_format.value} files; this hpe-jax "
+            "reads array_record files (python -m data_prep writes them)"
+        )
+    features = builder.info.features
+    missing = sorted(REQUIRED_FEATURES - set(features))
     if missing:
         raise UserError(f"{version_dir}: the records lack feature(s) {missing}")
+    for key, (kind, shape, dtype) in FEATURES.items():
+        if key in features and (problem := _feature_problem(features[key], kind, shape, dtype)):
+            raise UserError(f"{version_dir}/features.json: feature {key!r} {problem}")
     return builder
+
+
+def _feature_problem(
+    feature: Any, kind: type, shape: tuple[int | None, ...], dtype: type
+) -> str | None:
+    """How ``feature`` differs from a ``kind`` of ``shape`` and ``dtype``, or None."""
+    got_shape = tuple(feature.shape)
+    same_shape = len(got_shape) == len(shape) and all(
+        want is None or want == got for want, got in zip(shape, got_shape, strict=True)
+    )
+    if isinstance(feature, kind) and same_shape and feature.np_dtype == dtype:
+        return None
+    want = tuple("any" if n is None else n for n in shape)
+    return (
+        f"is a {type(feature).__name__} {got_shape} {np.dtype(feature.np_dtype).name}; this "
+        f"hpe-jax reads a {kind.__name__} {want} {np.dtype(dtype).name}"
+    )
 
 
 def check_split(builder: tfds.core.DatasetBuilder, split: str) -> int:
