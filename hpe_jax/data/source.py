@@ -25,6 +25,7 @@ from etils import epath
 from PIL import Image
 
 from hpe_jax.errors import UserError
+from hpe_jax.pose import ANGLE_MIN
 
 INFO_FILE = "dataset_info.json"
 # The dataset versions this code reads (``data_prep.builders.base.HeadPoseBuilder.VERSION``).
@@ -173,6 +174,23 @@ def split_metadata(builder: tfds.core.DatasetBuilder, split: str) -> dict[str, A
     """What the converter recorded about ``split`` (source, skipped and filtered samples)."""
     check_split(builder, split)
     return dict((builder.info.metadata or {}).get(split, {}))
+
+
+def check_trainable(path: str | os.PathLike[str], split: str) -> None:
+    """Raises a UserError when the converter recorded (``metadata.json``, ``angle_ranges``)
+    that ``split`` of the dataset at ``path`` holds poses the angle bins cannot label (any
+    |angle| >= 100 degrees: converted with ``--no_angle_filter``, for evaluation only), which
+    training would refuse when the first such record comes up."""
+    builder = open_dataset(path)
+    ranges = split_metadata(builder, split).get("angle_ranges") or {}
+    for angle, (low, high) in ranges.items():
+        if max(abs(low), abs(high)) >= -ANGLE_MIN:
+            raise UserError(
+                f"{builder.data_dir} split {split!r}: {angle} ranges over [{low:g}, {high:g}] "
+                f"degrees, but the angle bins label |angle| < {-ANGLE_MIN:g} only (converted "
+                "with --no_angle_filter, for evaluation); convert it again without that flag "
+                "to train on it"
+            )
 
 
 def dataset_label(builder: tfds.core.DatasetBuilder) -> str:
