@@ -8,7 +8,9 @@ import errno
 import json
 import logging
 import os
-import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,8 @@ from data_prep.convert import main as convert_main
 from hpe_jax.data.loaders import data_sharding, make_loader
 from hpe_jax.data.source import num_records, split_source
 from hpe_jax.errors import UserError
-from hpe_jax.folder_lock import LOCK_FILE
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -146,41 +149,55 @@ def test_dataset_with_other_features_is_refused_before_any_work(
 # --- two converters at once -------------------------------------------------------------------
 
 
-def test_a_dead_converters_leftovers_are_removed_with_a_warning(
-    tmp_path, two_sources, hold_lock, caplog
-):
-    a, _ = two_sources
+STALLED_CONVERTER = """
+import signal, sys
+import data_prep.w300lp as reader
+real = reader.load_sample
+def load(data_dir, item):
+    sample = real(data_dir, item)
+    print("writing", flush=True)
+    signal.pause()  # stalls mid-conversion until killed
+reader.load_sample = load
+from data_prep.convert import convert
+convert("300w_lp", sys.argv[1], sys.argv[2], progress=False, workers=1)
+"""
+
+
+def test_two_converters_into_one_output(tmp_path, two_sources, caplog, capsys):
+    a, b = two_sources
     out = tmp_path / "out"
-    pid = hold_lock(out)
-    leftover = out / f".w300lp-train.tmp-{pid}"
-    (leftover / "w300lp").mkdir(parents=True)
-    (leftover / "w300lp" / "half.array_record").write_bytes(b"x" * 100)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
+    first = subprocess.Popen(
+        [sys.executable, "-c", STALLED_CONVERTER, str(b), str(out)],
+        cwd=REPO,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stdout is not None and first.stdout.readline().strip() == "writing"
+        staging = out / f".w300lp-train.tmp-{first.pid}"
+        assert staging.is_dir()
+        before = tree(out)
+        # A second converter, of another split too, is refused; the first one's files stay.
+        assert convert_main(_cli(a, out, "--split", "other")) == 2
+        assert _one_error_line(capsys) == (
+            f"error: {out} is in use by pid {first.pid} on {socket.gethostname()} (python -m "
+            "data_prep writing w300lp/train); not started (python -m data_prep writing "
+            "w300lp/other): wait for it to end or stop it"
+        )
+        assert tree(out) == before
+    finally:
+        first.kill()
+        first.wait()
+    # The next converter takes the dead one's lock over and removes its leftovers, saying so.
     with caplog.at_level(logging.WARNING, logger="data_prep.convert"):
         meta = convert("300w_lp", a, out, progress=False)
-    assert meta["num_records"] == 1
-    assert sorted(os.listdir(out)) == ["w300lp"]  # leftovers and the dead one's lock gone
+    assert meta["num_records"] == 1 and os.listdir(out) == ["w300lp"]
     (warning,) = [r.getMessage() for r in caplog.records if r.name == "data_prep.convert"]
     assert warning == (
-        f"removing {leftover}, left by an interrupted conversion (pid {pid} on "
-        f"{os.uname().nodename} (holding))"
+        f"removing {staging}, left by an interrupted conversion (pid {first.pid} on "
+        f"{socket.gethostname()} (python -m data_prep writing w300lp/train))"
     )
-
-
-def test_a_live_converters_files_are_left_alone(tmp_path, two_sources, hold_lock, capsys):
-    a, _ = two_sources
-    out = tmp_path / "out"
-    pid = hold_lock(out)
-    live = out / f".w300lp-train.tmp-{pid}"
-    live.mkdir()
-    (live / "part").write_bytes(b"being written")
-    assert convert_main(_cli(a, out, "--split", "other")) == 2
-    assert _one_error_line(capsys).startswith(f"error: {out} is in use by pid {pid} on ")
-    assert tree(out) == {
-        LOCK_FILE: (out / LOCK_FILE).read_bytes(),
-        f"{live.name}/part": b"being written",
-    }
 
 
 # --- values as stored -------------------------------------------------------------------------
@@ -230,6 +247,10 @@ def test_training_refuses_a_split_kept_with_poses_the_bins_cannot_label(tmp_path
     convert("300w_lp", data, out, max_abs_angle=None, progress=False)  # --no_angle_filter
     config = standard_config(out, batch_size=1, data__worker_count=0)
     with pytest.raises(UserError, match=r"split 'train': yaw ranges over \[5, 103\] degrees, but"):
+        make_loader(config, "train", data_sharding())
+    metadata = out / "w300lp" / "1.0.0" / "metadata.json"
+    _edit_json(metadata, lambda m: m["train"].update(angle_ranges={"yaw": "wide"}))
+    with pytest.raises(UserError, match=r"metadata.json: angle_ranges of split 'train' unread"):
         make_loader(config, "train", data_sharding())
     convert("300w_lp", data, out, split="filtered", progress=False)
     config.data.train_split = "filtered"

@@ -183,7 +183,14 @@ def check_trainable(path: str | os.PathLike[str], split: str) -> None:
     training would refuse when the first such record comes up."""
     builder = open_dataset(path)
     ranges = split_metadata(builder, split).get("angle_ranges") or {}
-    for angle, (low, high) in ranges.items():
+    try:
+        spans = {str(angle): (float(low), float(high)) for angle, (low, high) in ranges.items()}
+    except (AttributeError, TypeError, ValueError) as err:
+        raise UserError(
+            f"{builder.data_dir}/metadata.json: angle_ranges of split {split!r} unreadable "
+            f"({str(ranges)[:80]}); convert the split again"
+        ) from err
+    for angle, (low, high) in spans.items():
         if max(abs(low), abs(high)) >= -ANGLE_MIN:
             raise UserError(
                 f"{builder.data_dir} split {split!r}: {angle} ranges over [{low:g}, {high:g}] "
