@@ -114,7 +114,8 @@ def _write_failure(err: BaseException, output_dir: Path) -> OSError | None:
     OSError naming ``output_dir``; None for any other error."""
     found = os_error_in_chain(err)
     if found is not None:
-        code, text, path = found.errno, found.strerror, found.filename
+        code, path = found.errno, found.filename
+        text = found.strerror or (None if code is None else os.strerror(code))
     elif match := _WRITER_FAILURE.search(str(err)):
         text, path = match[1], match[2]
         code = _ERRNO_OF_TEXT.get(text)

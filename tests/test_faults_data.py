@@ -326,6 +326,14 @@ def test_edited_shard_lengths_are_noticed_everywhere(dataset, capsys):
             "Tensor (3, 3) float32",
         ),
         (
+            "features.json",
+            lambda f: f["featuresDict"]["features"].update(
+                pose=f["featuresDict"]["features"]["name"]
+            ),
+            "features.json: feature 'pose' is a Text () object; this hpe-jax reads a Tensor "
+            "(3,) float32",
+        ),
+        (
             "dataset_info.json",
             lambda i: i.update(fileFormat="tfrecord"),
             "records in tfrecord files; this hpe-jax reads array_record files",

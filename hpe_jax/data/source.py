@@ -113,17 +113,16 @@ def _feature_problem(
     feature: Any, kind: type, shape: tuple[int | None, ...], dtype: type
 ) -> str | None:
     """How ``feature`` differs from a ``kind`` of ``shape`` and ``dtype``, or None."""
-    got_shape = tuple(feature.shape)
+    want = f"{kind.__name__} {tuple('any' if n is None else n for n in shape)} {np.dtype(dtype)}"
+    if not isinstance(feature, kind):
+        return f"is a {type(feature).__name__}; this hpe-jax reads a {want}"
+    got_shape, got_dtype = tuple(feature.shape), np.dtype(feature.np_dtype)
     same_shape = len(got_shape) == len(shape) and all(
-        want is None or want == got for want, got in zip(shape, got_shape, strict=True)
+        expected is None or expected == got for expected, got in zip(shape, got_shape, strict=True)
     )
-    if isinstance(feature, kind) and same_shape and feature.np_dtype == dtype:
+    if same_shape and got_dtype == dtype:
         return None
-    want = tuple("any" if n is None else n for n in shape)
-    return (
-        f"is a {type(feature).__name__} {got_shape} {np.dtype(feature.np_dtype).name}; this "
-        f"hpe-jax reads a {kind.__name__} {want} {np.dtype(dtype).name}"
-    )
+    return f"is a {type(feature).__name__} {got_shape} {got_dtype}; this hpe-jax reads a {want}"
 
 
 def check_split(builder: tfds.core.DatasetBuilder, split: str) -> int:
