@@ -52,14 +52,17 @@ from data_prep.datasets import READERS, reader
 from data_prep.publish import (
     FEATURES_FILE,
     INFO_FILE,
+    METADATA_FILE,
     check_split,
     publish,
+    read_json_object,
     refuse_existing,
     refuse_foreign,
     staging_root,
     stale_staging,
 )
 from hpe_jax.cli import os_error_in_chain, run_cli
+from hpe_jax.data.source import open_dataset
 from hpe_jax.errors import UserError
 from hpe_jax.folder_lock import folder_lock
 
@@ -89,6 +92,30 @@ def make_builder(
 def _label(builder: HeadPoseBuilder) -> str:
     config = builder.builder_config
     return builder.name if config is None else f"{builder.name}-{config.name}"
+
+
+def _target(dataset: str, output_dir: Path, synthetic: bool) -> tuple[HeadPoseBuilder, Path]:
+    """The builder of ``dataset`` (its features, label and version) and the version folder it
+    has in ``output_dir``, found without reading what that folder holds (TFDS would read a
+    dataset there, failing on damaged metadata)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch).resolve()
+        target = make_builder(dataset, root, synthetic=synthetic)
+        return target, output_dir / Path(target.data_dir).relative_to(root)
+
+
+def _refuse_unreadable(final: Path) -> None:
+    """Raises ConversionError when the dataset at ``final`` has metadata that cannot be read
+    (``dataset_info.json``, ``features.json``, ``metadata.json``): a split could not be added."""
+    if not (final / INFO_FILE).is_file():
+        return
+    try:
+        open_dataset(final)
+        read_json_object(final / METADATA_FILE)
+    except UserError as err:
+        raise ConversionError(
+            f"{err}; nothing converted: move that dataset away or choose another --output_dir"
+        ) from err
 
 
 def _refuse_other_features(target: HeadPoseBuilder, final: Path) -> None:
@@ -189,9 +216,10 @@ def convert(
     if not data_dir.is_dir():
         raise ConversionError(f"{data_dir}: data dir not found")
     output_dir = Path(output_dir).resolve()
-    target = make_builder(dataset, output_dir, synthetic=synthetic)
-    final, label = Path(target.data_dir), _label(target)
+    target, final = _target(dataset, output_dir, synthetic)
+    label = _label(target)
     refuse_foreign(final)
+    _refuse_unreadable(final)
     if not overwrite:
         refuse_existing(final, split)
     _refuse_other_features(target, final)
@@ -219,7 +247,11 @@ def convert(
         except OSError as e:  # the folder cannot be made or written
             raise OSError(e.errno, e.strerror, str(output_dir)) from e
         for stale in stale_staging(output_dir, STAGING_LABELS):
-            log.warning("removing %s, left by an interrupted conversion (%s)", stale, interrupted)
+            log.warning(
+                "removing %s, left by an interrupted conversion (%s)",
+                stale,
+                interrupted or "its process unknown",
+            )
             shutil.rmtree(stale)
         root = staging_root(output_dir, label, split)
         builder = make_builder(dataset, root, synthetic=synthetic, run=run)

@@ -52,9 +52,19 @@ def stale_staging(output_dir: Path, labels: Iterable[str]) -> list[Path]:
     return sorted(p for p in output_dir.iterdir() if pattern.fullmatch(p.name) and p.is_dir())
 
 
-def _read_json(path: Path) -> Any:
-    with path.open(encoding="utf-8") as f:
-        return json.load(f)
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The json object in ``path`` ({} when there is no such file); ConversionError naming the
+    file when it is not one (damaged or edited)."""
+    if not path.is_file():
+        return {}
+    try:
+        with path.open(encoding="utf-8") as f:
+            value = json.load(f)
+    except ValueError as err:  # json and unicode errors
+        raise ConversionError(f"{path}: unreadable ({err})") from err
+    if not isinstance(value, dict):
+        raise ConversionError(f"{path}: not a json object ({str(value)[:40]})")
+    return value
 
 
 def _write_beside(path: Path, value: Any) -> Path:
@@ -73,12 +83,15 @@ def _write_beside(path: Path, value: Any) -> Path:
 def split_sizes(version_dir: Path) -> dict[str, int]:
     """{split: record count} of the dataset version at ``version_dir``; {} when there is none."""
     info_path = version_dir / INFO_FILE
-    if not info_path.is_file():
-        return {}
-    return {
-        s["name"]: sum(int(n) for n in s.get("shardLengths", []))
-        for s in _read_json(info_path).get("splits", [])
-    }
+    try:
+        return {
+            s["name"]: sum(int(n) for n in s.get("shardLengths", []))
+            for s in read_json_object(info_path).get("splits", [])
+        }
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        if isinstance(err, ConversionError):
+            raise
+        raise ConversionError(f"{info_path}: splits unreadable ({err!r})") from err
 
 
 def refuse_existing(version_dir: Path, split: str) -> None:
@@ -140,15 +153,13 @@ def publish(prepared: Path, final: Path, split: str, *, overwrite: bool = False)
             f"{final} has other features than the prepared split {split!r} (written by another "
             "version of hpe-jax?); not merged: choose another --output_dir"
         )
-    new_info = _read_json(prepared / INFO_FILE)
-    info = _read_json(final / INFO_FILE)
+    new_info = read_json_object(prepared / INFO_FILE)
+    info = read_json_object(final / INFO_FILE)
     (new_split,) = [s for s in new_info["splits"] if s["name"] == split]
     info["splits"] = [*(s for s in info.get("splits", []) if s["name"] != split), new_split]
     metadata_path = final / METADATA_FILE
-    metadata = _read_json(metadata_path) if metadata_path.is_file() else {}
-    new_metadata = (
-        _read_json(prepared / METADATA_FILE) if (prepared / METADATA_FILE).is_file() else {}
-    )
+    metadata = read_json_object(metadata_path)
+    new_metadata = read_json_object(prepared / METADATA_FILE)
     rewrite_metadata = split in new_metadata or split in metadata
     metadata.pop(split, None)
     replaced = prepared / "replaced"

@@ -8,6 +8,7 @@ import errno
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -130,20 +131,38 @@ def test_foreign_content_is_never_touched(tmp_path, two_sources, monkeypatch, ca
     assert {k: v for k, v in tree(out).items() if not k.startswith("w300lp/")} == foreign
 
 
-def test_dataset_with_other_features_is_refused_before_any_work(
-    tmp_path, two_sources, monkeypatch, capsys
+@pytest.mark.parametrize(
+    ("file", "edit", "message"),
+    [
+        ("features.json", lambda t: t.replace('"none"', '"zlib"', 1), "{v} holds a dataset with"),
+        (
+            "features.json",
+            lambda t: t.replace('"float32"', '"float64"', 1),
+            "{v}/features.json: feature 'box' is a Tensor (4,) float64; this hpe-jax reads",
+        ),
+        ("dataset_info.json", lambda t: t[1:], "{v}: unreadable dataset metadata (ParseError: "),
+        ("metadata.json", lambda t: t[1:], "{v}/metadata.json: unreadable (Extra data: "),
+        ("metadata.json", lambda t: f"[{t}]", "{v}/metadata.json: not a json object ([{'train': "),
+    ],
+)
+def test_a_dataset_with_other_or_damaged_metadata_is_refused_before_any_work(
+    tmp_path, two_sources, monkeypatch, capsys, file, edit, message
 ):
     a, b = two_sources
     out = tmp_path / "out"
     convert("300w_lp", a, out, progress=False)
-    features = out / "w300lp" / "1.0.0" / "features.json"
-    features.write_text(features.read_text().replace('"float32"', '"float64"', 1))
+    version = out / "w300lp" / "1.0.0"
+    (version / file).write_text(edit((version / file).read_text()))
     before = tree(out)
     _never_load(monkeypatch)
-    assert convert_main(_cli(b, out, "--split", "more")) == 2
-    line = _one_error_line(capsys)
-    assert line.startswith(f"error: {out / 'w300lp' / '1.0.0'} holds a dataset with other ")
-    assert tree(out) == before
+    for flags in (("--split", "more"), ("--overwrite",)):
+        assert convert_main(_cli(b, out, *flags)) == 2
+        line = _one_error_line(capsys)
+        assert line.startswith("error: " + message.replace("{v}", str(version))), line
+        assert line.endswith("nothing converted: choose another --output_dir") or line.endswith(
+            "nothing converted: move that dataset away or choose another --output_dir"
+        )
+        assert tree(out) == before
 
 
 # --- two converters at once -------------------------------------------------------------------
@@ -309,6 +328,31 @@ def test_edited_shard_lengths_are_noticed_everywhere(dataset, capsys):
 
 
 @pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ("{", "unreadable (Expecting property name enclosed in double quotes"),
+        ("[1]", "unreadable (cannot convert dictionary update sequence element"),
+        ('{"train": 5}', "not what python -m data_prep writes (split 'train': 5)"),
+        ('{"train": {"skipped": 1}}', "not what python -m data_prep writes (split 'train': {"),
+    ],
+)
+def test_damaged_split_metadata_is_one_line_everywhere(dataset, capsys, metadata, message):
+    (dataset / "metadata.json").write_text(metadata)
+    assert inspect_cli.main([str(dataset)]) == 2
+    assert _one_error_line(capsys).startswith(f"error: {dataset}/metadata.json: {message}")
+    config = standard_config(dataset, batch_size=1, data__worker_count=0)
+    with pytest.raises(UserError, match=re.escape(f"{dataset}/metadata.json: {message}")):
+        make_loader(config, "train", data_sharding())
+
+
+def test_inspect_shows_the_record_count_of_the_files_not_an_edited_one(dataset, capsys):
+    (dataset / "metadata.json").write_text('{"train": {"num_records": 99, "split": "x"}}')
+    assert inspect_cli.main([str(dataset), "--num", "0"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["num_records"], summary["split"]) == (4, "train")
+
+
+@pytest.mark.parametrize(
     ("file", "edit", "message"),
     [
         (
@@ -410,10 +454,10 @@ def test_read_only_output_is_one_line_naming_it(tmp_path, two_sources, monkeypat
     monkeypatch.undo()
     real_open = os.open
 
-    def locked_open(path, flags, *args):  # the folder itself refuses new files
+    def locked_open(path, flags, *args, **kwargs):  # the folder itself refuses new files
         if Path(path).parent == out:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-        return real_open(path, flags, *args)
+        return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", locked_open)
     assert convert_main(_cli(a, out)) == 2

@@ -28,6 +28,7 @@ from hpe_jax.errors import UserError
 from hpe_jax.pose import ANGLE_MIN
 
 INFO_FILE = "dataset_info.json"
+METADATA_FILE = "metadata.json"
 # The dataset versions this code reads (``data_prep.builders.base.HeadPoseBuilder.VERSION``).
 READ_VERSIONS = ("1.0.0",)
 # The features this code reads: name -> (TFDS feature class, shape (None: any size), dtype).
@@ -170,9 +171,27 @@ def num_records(path: str | os.PathLike[str], split: str) -> int:
 
 
 def split_metadata(builder: tfds.core.DatasetBuilder, split: str) -> dict[str, Any]:
-    """What the converter recorded about ``split`` (source, skipped and filtered samples)."""
+    """What the converter recorded about ``split`` (source, skipped and filtered samples) in
+    ``metadata.json``; UserError naming that file when it is unreadable or not a mapping of
+    split -> mapping whose ``filtered`` / ``skipped`` entries are lists."""
     check_split(builder, split)
-    return dict((builder.info.metadata or {}).get(split, {}))
+    path = f"{builder.data_dir}/{METADATA_FILE}"
+    try:
+        metadata = builder.info.metadata or {}
+    except Exception as err:  # TFDS reads the file on first use: json and unicode errors
+        raise UserError(
+            f"{path}: unreadable ({_first_line(err)}); convert the split again"
+        ) from err
+    entry = metadata.get(split, {}) if isinstance(metadata, dict) else None
+    if not isinstance(entry, dict) or any(
+        not isinstance(entry.get(key, []), list) for key in ("filtered", "skipped")
+    ):
+        raise UserError(
+            f"{path}: not what python -m data_prep writes (split {split!r}: "
+            f"{str(entry if isinstance(metadata, dict) else metadata)[:60]}); convert the split "
+            "again"
+        )
+    return dict(entry)
 
 
 def check_trainable(path: str | os.PathLike[str], split: str) -> None:
@@ -186,7 +205,7 @@ def check_trainable(path: str | os.PathLike[str], split: str) -> None:
         spans = {str(angle): (float(low), float(high)) for angle, (low, high) in ranges.items()}
     except (AttributeError, TypeError, ValueError) as err:
         raise UserError(
-            f"{builder.data_dir}/metadata.json: angle_ranges of split {split!r} unreadable "
+            f"{builder.data_dir}/{METADATA_FILE}: angle_ranges of split {split!r} unreadable "
             f"({str(ranges)[:80]}); convert the split again"
         ) from err
     for angle, (low, high) in spans.items():
