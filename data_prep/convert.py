@@ -227,6 +227,11 @@ def convert(
     items = module.list_items(data_dir, list_path, split)
     if not items:
         raise ConversionError(f"{data_dir}: nothing to convert")
+    if num_shards is not None and num_shards > len(items):
+        raise ConversionError(
+            f"--num_shards {num_shards}: more record files than the {len(items)} samples "
+            f"listed in {data_dir}; choose at most {len(items)}"
+        )
 
     run = ConversionRun(
         data_dir,
@@ -238,6 +243,7 @@ def convert(
         list_path,
         progress,
         labelled_only=max_abs_angle is not None,
+        num_shards=num_shards,
     )
     with contextlib.ExitStack() as stack:
         try:

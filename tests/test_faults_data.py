@@ -292,6 +292,24 @@ def test_duplicate_list_lines_are_an_error_in_both_modes(tmp_path, capsys):
     assert not (tmp_path / "out" / "w300lp").exists()
 
 
+def test_more_record_files_than_records_is_one_line(tmp_path, capsys):
+    data = tmp_path / "300W_LP"
+    write_300wlp(data, "AFW/AFW_0", (1, 2, 3), seed=0)
+    write_300wlp(data, "AFW/AFW_1", (50, 2, 3), seed=1)
+    out = tmp_path / "out"
+    assert convert_main(_cli(data, out, "--num_shards", "3")) == 2
+    assert _one_error_line(capsys) == (
+        f"error: --num_shards 3: more record files than the 2 samples listed in {data}; "
+        "choose at most 2"
+    )
+    assert convert_main(_cli(data, out, "--num_shards", "2", "--max_abs_angle", "10")) == 2
+    assert _one_error_line(capsys) == (
+        "error: --num_shards 2: more record files than the 1 records left to write (0 skipped, "
+        "1 filtered); choose at most 1"
+    )
+    assert os.listdir(out) == []
+
+
 # --- the datasets: edited metadata, damaged files ---------------------------------------------
 
 
