@@ -22,11 +22,11 @@ not in float32 is a bad sample); a filename list naming a sample twice is refuse
 prepared in a hidden folder of OUT and published at once (``data_prep.publish``); a split the
 dataset already holds is refused unless ``--overwrite`` names it (then that split alone is
 replaced). Other files in OUT are never touched; a ``OUT/<name>/1.0.0`` that is not such a
-dataset, or one with other features, is refused before any work. One conversion at a time
-writes into OUT (``hpe_jax.folder_lock``: a second live one is refused with its pid; the hidden
-folders of a killed one are removed, with a warning naming them). A failed write (a full disk,
-a read-only folder) is reported as one line naming OUT and the OS's reason, and leaves OUT as
-it was.
+dataset, or one with other features or unreadable metadata, is refused before any work. One
+conversion at a time writes into OUT (``hpe_jax.folder_lock``: a second live one is refused with
+its pid; the hidden folders of a killed one are removed, with a warning naming them). A failed
+write (a full disk, a read-only folder) is reported as one line naming OUT and the OS's reason,
+and leaves OUT as it was.
 """
 
 from __future__ import annotations
