@@ -141,6 +141,17 @@ def finite_array(value: object, name: str, path: Path | str, key: str) -> np.nda
     return arr
 
 
+def stored_float32(arr: np.ndarray, name: str, path: Path | str, key: str) -> np.ndarray:
+    """Finite ``arr`` as float32, the dtype it is stored in; SampleError naming its largest
+    |value| when that is not finite in float32."""
+    with np.errstate(over="ignore"):
+        stored = np.asarray(arr).astype(np.float32)
+    if not np.all(np.isfinite(stored)):
+        biggest = float(np.abs(arr).max())
+        raise SampleError(name, path, f"{key}: not finite in float32 (|value| up to {biggest:g})")
+    return stored
+
+
 def check_shape(arr: np.ndarray, shape: tuple[int | None, ...], name: str, path, key: str) -> None:
     """Raises SampleError unless ``arr.shape`` matches ``shape`` (None = any size)."""
     same_rank = arr.ndim == len(shape)

@@ -34,6 +34,7 @@ from data_prep.common import (
     finite_array,
     read_image_file,
     resolve_inside,
+    stored_float32,
 )
 
 # DAD's model_view_matrix -> the benchmark's rotation (a frontal face gives diag(1, -1, -1)).
@@ -144,6 +145,6 @@ def load_sample(data_dir: Path, item: DadItem) -> Sample:
         image_bytes=image_bytes,
         image_format=image_format,
         pose=pose.astype(np.float32),
-        box=np.array([x, y, x + w, y + h], np.float32),
+        box=stored_float32(np.array([x, y, x + w, y + h]), name, where, "bbox"),
         landmarks=None,
     )

@@ -24,6 +24,7 @@ from data_prep.common import (
     read_image_file,
     read_name_list,
     resolve_inside,
+    stored_float32,
     tight_box,
 )
 
@@ -74,12 +75,7 @@ def landmarks_from_mat(
     check_shape(points, (rows, None), name, path, key)
     if points.shape[1] == 0:
         raise SampleError(name, path, f"{key}: no points")
-    with np.errstate(over="ignore"):
-        stored = points.astype(np.float32)
-    if not np.all(np.isfinite(stored)):
-        biggest = float(np.abs(points).max())
-        raise SampleError(name, path, f"{key}: not finite in float32 (|value| up to {biggest:g})")
-    return stored
+    return stored_float32(points, name, path, key)
 
 
 def list_items(data_dir: Path, filename_list: Path | None, split: str) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 import scipy.io
 from array_record.python import array_record_module
 from records_builder import write_split
-from test_data_prep import records, tree, write_300wlp
+from test_data_prep import records, rgb_image, tree, write_300wlp
 from train_support import standard_config
 
 import data_prep.publish
@@ -256,6 +256,21 @@ def test_hostile_values_are_skipped_or_filtered_and_listed(tmp_path):
     assert reasons["AFW/AFW_5"].startswith("outside the angle bins' range")
     info = (tmp_path / "skip" / "w300lp" / "1.0.0" / "metadata.json").read_text()
     assert "Infinity" not in info and "NaN" not in info
+
+
+@pytest.mark.filterwarnings("error:overflow encountered:RuntimeWarning")
+def test_biwi_pose_beyond_float32_is_a_bad_sample_naming_its_value(tmp_path):
+    data = tmp_path / "biwi"
+    data.mkdir()
+    np.savez(data / "0.npz", image=rgb_image(0, 8), pose=np.array([1.0, 2.0, 3.0]))
+    np.savez(data / "1.npz", image=rgb_image(1, 8), pose=np.array([2.0, -1e39, 3.0]))
+    with pytest.raises(ConversionError, match=r"1.npz: pose: not finite in float32 \(\|value\| up"):
+        convert("biwi", data, tmp_path / "fail", progress=False, workers=1)
+    meta = convert("biwi", data, tmp_path / "skip", on_error="skip", progress=False, workers=1)
+    assert [r["name"] for r in records(tmp_path / "skip")] == ["0"]
+    assert [s["reason"] for s in meta["skipped"]] == [
+        "pose: not finite in float32 (|value| up to 1e+39)"
+    ]
 
 
 def test_training_refuses_a_split_kept_with_poses_the_bins_cannot_label(tmp_path):
