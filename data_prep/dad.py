@@ -33,6 +33,7 @@ from data_prep.common import (
     check_shape,
     finite_array,
     read_image_file,
+    refuse_duplicates,
     resolve_inside,
     stored_float32,
 )
@@ -88,6 +89,15 @@ def list_items(data_dir: Path, filename_list: Path | None, split: str) -> list[D
         raise ConversionError(f"{path}: not valid json ({e})") from e
     if not isinstance(entries, list) or not entries:
         raise ConversionError(f"{path}: expected a non-empty json list of entries")
+    refuse_duplicates(
+        path,
+        "entry(ies)",
+        [
+            (f"entry {i}", e["img_path"])
+            for i, e in enumerate(entries)
+            if isinstance(e, dict) and isinstance(e.get("img_path"), str)
+        ],
+    )
     has_rotation = any(isinstance(e, dict) and "R" in e for e in entries)
     layout = "preprocessed" if has_rotation else "official"
     return [DadItem(i, e, layout, str(path)) for i, e in enumerate(entries)]

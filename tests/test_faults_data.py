@@ -19,7 +19,7 @@ import pytest
 import scipy.io
 from array_record.python import array_record_module
 from records_builder import write_split
-from test_data_prep import records, rgb_image, tree, write_300wlp
+from test_data_prep import records, rgb_image, tree, write_300wlp, write_dad_images
 from train_support import standard_config
 
 import data_prep.publish
@@ -305,6 +305,22 @@ def test_duplicate_list_lines_are_an_error_in_both_modes(tmp_path, capsys):
             "repeats line 1 ('AFW//AFW_0'); remove them"
         )
     assert not (tmp_path / "out" / "w300lp").exists()
+
+
+def test_duplicate_dad_entries_are_an_error(tmp_path, capsys):
+    data = tmp_path / "dad"
+    write_dad_images(data)
+    entry = {"img_path": "images/a.png", "bbox": [1, 1, 5, 5], "R": np.diag([1, -1, -1]).tolist()}
+    entries = [entry, dict(entry, img_path="images/b.png"), dict(entry, img_path="./images/a.png")]
+    (data / "train.json").write_text(json.dumps(entries))
+    argv = ["--dataset", "dad", "--data_dir", str(data), "--output_dir", str(tmp_path / "out"),
+            "--no_progress", "--workers", "1", "--on_error", "skip"]  # fmt: skip
+    assert convert_main(argv) == 2
+    assert _one_error_line(capsys) == (
+        f"error: {data / 'train.json'}: 1 duplicate entry(ies), which would give duplicate "
+        "records: entry 2 repeats entry 0 ('./images/a.png'); remove them"
+    )
+    assert not (tmp_path / "out").exists()
 
 
 def test_more_record_files_than_records_is_one_line(tmp_path, capsys):
