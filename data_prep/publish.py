@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,7 @@ def publish(prepared: Path, final: Path, split: str, *, overwrite: bool = False)
             move(path, final / path.name)
         for temp, path in temps:
             if path.is_file():  # kept to undo with, while the new file replaces it at once
-                os.link(path, replaced / path.name)
+                shutil.copyfile(path, replaced / path.name)  # not a link: FAT has none
                 moves.append((path, replaced / path.name))
             move(temp, path)
     except BaseException:

@@ -104,6 +104,25 @@ def test_failed_overwrite_leaves_the_dataset_as_it_was(tmp_path, two_sources, mo
     assert [r["name"] for r in records(out, "valid")] == ["AFW/AFW_0"]
 
 
+def test_publish_failing_at_its_last_rename_is_undone(tmp_path, two_sources, monkeypatch):
+    a, b = two_sources
+    out = tmp_path / "out"
+    convert("300w_lp", a, out, split="train", progress=False)
+    convert("300w_lp", a, out, split="valid", progress=False)
+    before = tree(out)
+    real_replace = os.replace
+
+    def replace(source, target):  # the last step: the new dataset_info.json moves in
+        if Path(target).name == "dataset_info.json" and ".tmp-" in Path(source).name:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(target))
+        return real_replace(source, target)
+
+    monkeypatch.setattr(data_prep.publish.os, "replace", replace)
+    with pytest.raises(OSError, match="Input/output error"):
+        convert("300w_lp", b, out, split="train", overwrite=True, progress=False)
+    assert tree(out) == before and os.listdir(out) == ["w300lp"]
+
+
 def test_foreign_content_is_never_touched(tmp_path, two_sources, monkeypatch, capsys):
     a, _ = two_sources
     out = tmp_path / "out"
