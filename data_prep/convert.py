@@ -17,16 +17,16 @@ counted and listed in the dataset's ``metadata.json`` (``skip``). Samples outsid
 filter (``--max_abs_angle``, by default 99 for aflw2000 and dad, none for the others) and,
 unless ``--no_angle_filter``, those the angle bins cannot label (|angle| >= 100) are dropped,
 counted and listed. Values are checked as they are stored (float32: a pose finite in float64 but
-not in float32 is a bad sample); a filename list naming a sample twice is refused, under
-``--on_error skip`` too (the list is wrong, not a sample). The split is
-prepared in a hidden folder of OUT and published at once (``data_prep.publish``); a split the
-dataset already holds is refused unless ``--overwrite`` names it (then that split alone is
-replaced). Other files in OUT are never touched; a ``OUT/<name>/1.0.0`` that is not such a
-dataset, or one with other features or unreadable metadata, is refused before any work. One
-conversion at a time writes into OUT (``hpe_jax.folder_lock``: a second live one is refused with
-its pid; the hidden folders of a killed one are removed, with a warning naming them). A failed
-write (a full disk, a read-only folder) is reported as one line naming OUT and the OS's reason,
-and leaves OUT as it was.
+not in float32 is a bad sample); a filename list (or DAD annotation json) naming a sample twice
+is refused, under ``--on_error skip`` too (the list is wrong, not a sample), and so is a
+``--num_shards`` above the records to write. The split is prepared in a hidden folder of OUT and
+published at once (``data_prep.publish``); a split the dataset already holds is refused unless
+``--overwrite`` names it (then that split alone is replaced). Other files in OUT are never
+touched; a ``OUT/<name>/1.0.0`` that is not such a dataset, or one with other features or
+unreadable metadata, is refused before any work. One conversion at a time writes into OUT
+(``hpe_jax.folder_lock``: a second live one is refused with its pid; the hidden folders of a
+killed one are removed, with a warning naming them). A failed write (a full disk, a read-only
+folder) is reported as one line naming OUT and the OS's reason, and leaves OUT as it was.
 """
 
 from __future__ import annotations
