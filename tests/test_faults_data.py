@@ -537,6 +537,25 @@ def test_read_only_output_is_one_line_naming_it(tmp_path, two_sources, monkeypat
 # --- entry points -----------------------------------------------------------------------------
 
 
+def test_synthetic_cli_never_replaces_files(tmp_path, capsys):
+    out = tmp_path / "raw"
+
+    def run(fmt: str, seed: int) -> int:
+        args = ["--format", fmt, "--num", "2", "--out", str(out), "--image_size", "16"]
+        return synthetic.main([*args, "--seed", str(seed)])
+
+    assert run("aflw2000", 0) == 0
+    before = tree(out)
+    assert run("aflw2000", 1) == 2  # other samples under the same names
+    assert _one_error_line(capsys) == (
+        f"error: {out} already holds aflw2000_list.txt and 4 more of the 5 files this would "
+        "write: not replaced; choose another --out, or remove those files first"
+    )
+    assert tree(out) == before
+    assert run("300w_lp", 0) == 0  # another format's files beside them
+    assert {k: v for k, v in tree(out).items() if k in before} == before
+
+
 def test_entry_points_end_in_one_line_with_status_2_or_a_traceback(tmp_path, capsys):
     missing = str(tmp_path / "missing")
     assert convert_main(_cli(tmp_path / "nope", tmp_path / "out")) == 2
