@@ -84,14 +84,10 @@ def _write_beside(path: Path, value: Any) -> Path:
 def split_sizes(version_dir: Path) -> dict[str, int]:
     """{split: record count} of the dataset version at ``version_dir``; {} when there is none."""
     info_path = version_dir / INFO_FILE
+    splits = read_json_object(info_path).get("splits", [])
     try:
-        return {
-            s["name"]: sum(int(n) for n in s.get("shardLengths", []))
-            for s in read_json_object(info_path).get("splits", [])
-        }
+        return {s["name"]: sum(int(n) for n in s.get("shardLengths", [])) for s in splits}
     except (AttributeError, KeyError, TypeError, ValueError) as err:
-        if isinstance(err, ConversionError):
-            raise
         raise ConversionError(f"{info_path}: splits unreadable ({err!r})") from err
 
 
