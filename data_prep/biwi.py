@@ -32,6 +32,7 @@ from data_prep.common import (
     normalised_name,
     read_name_list,
     resolve_inside,
+    stored_float32,
 )
 
 
@@ -161,7 +162,7 @@ def _sample(name: str, path: Path, bgr: np.ndarray, pose: object) -> Sample:
         name=name,
         image_bytes=encode_png(bgr[..., ::-1]),
         image_format="png",
-        pose=pose_arr.astype(np.float32),
+        pose=stored_float32(pose_arr, name, path, "pose"),
         box=None,
         landmarks=None,
     )

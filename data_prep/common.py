@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,24 +78,31 @@ def read_name_list(path: str | Path) -> list[str]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConversionError(f"{path}: cannot read the filename list ({e})") from e
-    names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not names:
+    numbered = [(f"line {n}", line.strip()) for n, line in enumerate(text.splitlines(), 1)]
+    named = [(where, name) for where, name in numbered if name]
+    if not named:
         raise ConversionError(f"{path}: the filename list is empty")
-    first: dict[str, int] = {}
+    refuse_duplicates(path, "line(s)", named)
+    return [name for _, name in named]
+
+
+def refuse_duplicates(path: str | Path, what: str, named: Sequence[tuple[str, str]]) -> None:
+    """Raises ConversionError when two of ``named`` ((where, relative name) in ``path``, in
+    order; ``what``: ``line(s)`` or ``entry(ies)``) name one sample (``normalised_name``),
+    which would give duplicate records."""
+    first: dict[str, str] = {}
     repeats = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            key = normalised_name(line.strip())
-            if key in first:
-                repeats.append(f"line {number} repeats line {first[key]} ({line.strip()!r})")
-            first.setdefault(key, number)
+    for where, name in named:
+        key = normalised_name(name)
+        if key in first:
+            repeats.append(f"{where} repeats {first[key]} ({name!r})")
+        first.setdefault(key, where)
     if repeats:
         shown = "; ".join(repeats[:3]) + ("; ..." if len(repeats) > 3 else "")
         raise ConversionError(
-            f"{path}: {len(repeats)} duplicate line(s), which would give duplicate records: "
+            f"{path}: {len(repeats)} duplicate {what}, which would give duplicate records: "
             f"{shown}; remove them"
         )
-    return names
 
 
 def read_image_file(path: Path, name: str) -> tuple[bytes, str]:
@@ -139,6 +147,17 @@ def finite_array(value: object, name: str, path: Path | str, key: str) -> np.nda
     if not np.all(np.isfinite(arr)):
         raise SampleError(name, path, f"{key}: contains NaN or infinite values: {arr.tolist()}")
     return arr
+
+
+def stored_float32(arr: np.ndarray, name: str, path: Path | str, key: str) -> np.ndarray:
+    """Finite ``arr`` as float32, the dtype it is stored in; SampleError naming its largest
+    |value| when that is not finite in float32."""
+    with np.errstate(over="ignore"):
+        stored = np.asarray(arr).astype(np.float32)
+    if not np.all(np.isfinite(stored)):
+        biggest = float(np.abs(arr).max())
+        raise SampleError(name, path, f"{key}: not finite in float32 (|value| up to {biggest:g})")
+    return stored
 
 
 def check_shape(arr: np.ndarray, shape: tuple[int | None, ...], name: str, path, key: str) -> None:

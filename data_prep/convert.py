@@ -17,19 +17,28 @@ counted and listed in the dataset's ``metadata.json`` (``skip``). Samples outsid
 filter (``--max_abs_angle``, by default 99 for aflw2000 and dad, none for the others) and,
 unless ``--no_angle_filter``, those the angle bins cannot label (|angle| >= 100) are dropped,
 counted and listed. Values are checked as they are stored (float32: a pose finite in float64 but
-not in float32 is a bad sample); a filename list naming a sample twice is refused. The split is
-prepared in a hidden folder of OUT and published at once (``data_prep.publish``); a split the
-dataset already holds is refused unless
-``--overwrite`` names it. One conversion at a time writes into OUT (``hpe_jax.folder_lock``: a
-second live one is refused with its pid; the hidden folders of a killed one are removed).
+not in float32 is a bad sample); a filename list (or DAD annotation json) naming a sample twice
+is refused, under ``--on_error skip`` too (the list is wrong, not a sample), and so is a
+``--num_shards`` above the records to write. The split is prepared in a hidden folder of OUT and
+published at once (``data_prep.publish``); a split the dataset already holds is refused unless
+``--overwrite`` names it (then that split alone is replaced). Other files in OUT are never
+touched; a ``OUT/<name>/1.0.0`` that is not such a dataset, or one with other features or
+unreadable metadata, is refused before any work. One conversion at a time writes into OUT
+(``hpe_jax.folder_lock``: a second live one is refused with its pid; the hidden folders of a
+killed one are removed, with a warning naming them). A failed write (a full disk, a read-only
+folder) is reported as one line naming OUT and the OS's reason, and leaves OUT as it was.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import os
+import re
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -41,17 +50,32 @@ from data_prep.builders.head_pose import BUILDERS, SyntheticHeads
 from data_prep.common import ConversionError
 from data_prep.datasets import READERS, reader
 from data_prep.publish import (
+    FEATURES_FILE,
+    INFO_FILE,
+    METADATA_FILE,
     check_split,
     publish,
+    read_json_object,
     refuse_existing,
+    refuse_foreign,
     staging_root,
     stale_staging,
 )
-from hpe_jax.cli import run_cli
+from hpe_jax.cli import os_error_in_chain, run_cli
+from hpe_jax.data.source import open_dataset
 from hpe_jax.errors import UserError
 from hpe_jax.folder_lock import folder_lock
 
 log = logging.getLogger(__name__)
+
+# The datasets' labels (``_label``) as the staging folders name them.
+STAGING_LABELS = (
+    *(builder.name for builder in BUILDERS.values()),
+    *(f"{SyntheticHeads.name}-{fmt}" for fmt in FORMATS),
+)
+# array_record reports a failed open / write as "write() failed: <strerror>; writing <path>; ...".
+_WRITER_FAILURE = re.compile(r"\w+\(\) failed: ([^;]+); \w+ ([^;]+);")
+_ERRNO_OF_TEXT = {os.strerror(code): code for code in errno.errorcode}
 
 
 def make_builder(
@@ -68,6 +92,68 @@ def make_builder(
 def _label(builder: HeadPoseBuilder) -> str:
     config = builder.builder_config
     return builder.name if config is None else f"{builder.name}-{config.name}"
+
+
+def _target(dataset: str, output_dir: Path, synthetic: bool) -> tuple[HeadPoseBuilder, Path]:
+    """The builder of ``dataset`` (its features, label and version) and the version folder it
+    has in ``output_dir``, found without reading what that folder holds (TFDS would read a
+    dataset there, failing on damaged metadata)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch).resolve()
+        target = make_builder(dataset, root, synthetic=synthetic)
+        return target, output_dir / Path(target.data_dir).relative_to(root)
+
+
+def _refuse_unreadable(final: Path) -> None:
+    """Raises ConversionError when the dataset at ``final`` has metadata that cannot be read
+    (``dataset_info.json``, ``features.json``, ``metadata.json``): a split could not be added."""
+    if not (final / INFO_FILE).is_file():
+        return
+    try:
+        open_dataset(final)
+        read_json_object(final / METADATA_FILE)
+    except UserError as err:
+        raise ConversionError(
+            f"{err}; nothing converted: move that dataset away or choose another --output_dir"
+        ) from err
+
+
+def _refuse_other_features(target: HeadPoseBuilder, final: Path) -> None:
+    """Raises ConversionError when the dataset at ``final`` has other features than
+    ``target`` writes (its split could not be added there)."""
+    if not (final / INFO_FILE).is_file():
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        target.info.features.save_config(scratch)
+        ours = (Path(scratch) / FEATURES_FILE).read_bytes()
+    theirs = final / FEATURES_FILE
+    if not theirs.is_file() or theirs.read_bytes() != ours:
+        raise ConversionError(
+            f"{final} holds a dataset with other features than {_label(target)} has (written "
+            "by another version of hpe-jax, or edited); nothing converted: choose another "
+            "--output_dir"
+        )
+
+
+def _write_failure(err: BaseException, output_dir: Path) -> OSError | None:
+    """The OS error behind ``err`` when it is a failed write into ``output_dir`` (found in the
+    exception's chain, or in array_record's message, which carries only the OS's text), as an
+    OSError naming ``output_dir``; None for any other error."""
+    found = os_error_in_chain(err)
+    if found is not None:
+        code, path = found.errno, found.filename
+        text = found.strerror or (None if code is None else os.strerror(code))
+    elif match := _WRITER_FAILURE.search(str(err)):
+        text, path = match[1], match[2]
+        code = _ERRNO_OF_TEXT.get(text)
+    else:
+        return None
+    if code is None:
+        return None
+    inside = path is not None and Path(os.fspath(path)).resolve().is_relative_to(output_dir)
+    if inside or (path is None and code in (errno.ENOSPC, errno.EDQUOT)):
+        return OSError(code, text, str(output_dir))
+    return None
 
 
 def convert(
@@ -115,6 +201,7 @@ def convert(
       ConversionError: unusable input, a bad sample with ``on_error='fail'``, or a split the
         dataset already holds (without ``overwrite``).
       FolderBusyError: another live conversion holds ``output_dir``.
+      OSError: a failed write into ``output_dir`` (``filename``: ``output_dir``).
     """
     module = reader(dataset)
     check_split(split)
@@ -129,14 +216,22 @@ def convert(
     if not data_dir.is_dir():
         raise ConversionError(f"{data_dir}: data dir not found")
     output_dir = Path(output_dir).resolve()
-    target = make_builder(dataset, output_dir, synthetic=synthetic)
-    final, label = Path(target.data_dir), _label(target)
+    target, final = _target(dataset, output_dir, synthetic)
+    label = _label(target)
+    refuse_foreign(final)
+    _refuse_unreadable(final)
     if not overwrite:
         refuse_existing(final, split)
+    _refuse_other_features(target, final)
     list_path = None if filename_list is None else Path(filename_list).resolve()
     items = module.list_items(data_dir, list_path, split)
     if not items:
         raise ConversionError(f"{data_dir}: nothing to convert")
+    if num_shards is not None and num_shards > len(items):
+        raise ConversionError(
+            f"--num_shards {num_shards}: more record files than the {len(items)} samples "
+            f"listed in {data_dir}; choose at most {len(items)}"
+        )
 
     run = ConversionRun(
         data_dir,
@@ -148,10 +243,21 @@ def convert(
         list_path,
         progress,
         labelled_only=max_abs_angle is not None,
+        num_shards=num_shards,
     )
-    with folder_lock(output_dir, f"python -m data_prep writing {label}/{split}") as interrupted:
-        for stale in stale_staging(output_dir):
-            log.warning("removing %s, left by an interrupted conversion (%s)", stale, interrupted)
+    with contextlib.ExitStack() as stack:
+        try:
+            interrupted = stack.enter_context(
+                folder_lock(output_dir, f"python -m data_prep writing {label}/{split}")
+            )
+        except OSError as e:  # the folder cannot be made or written
+            raise OSError(e.errno, e.strerror, str(output_dir)) from e
+        for stale in stale_staging(output_dir, STAGING_LABELS):
+            log.warning(
+                "removing %s, left by an interrupted conversion (%s)",
+                stale,
+                interrupted or "its process unknown",
+            )
             shutil.rmtree(stale)
         root = staging_root(output_dir, label, split)
         builder = make_builder(dataset, root, synthetic=synthetic, run=run)
@@ -162,6 +268,10 @@ def convert(
                 download_config=tfds.download.DownloadConfig(num_shards=num_shards),
             )
             publish(Path(builder.data_dir), final, split, overwrite=overwrite)
+        except Exception as err:
+            if isinstance(err, UserError) or (cause := _write_failure(err, output_dir)) is None:
+                raise
+            raise cause from err
         finally:
             shutil.rmtree(root, ignore_errors=True)
     info = builder.info.splits[split]
@@ -196,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--split",
         default="train",
         help="split to write (letters, digits, '_'; default: train); refused if the dataset "
-        "already holds it",
+        "already holds it, unless --overwrite",
     )
     p.add_argument("--num_shards", type=int, help="record files of the split (default: by size)")
     p.add_argument(
@@ -224,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the split if the dataset already holds it (only that split)",
+        help="replace the split if the dataset already holds it (only that split's files and "
+        "metadata; the other splits stay)",
     )
     p.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     return p

@@ -33,7 +33,9 @@ from data_prep.common import (
     check_shape,
     finite_array,
     read_image_file,
+    refuse_duplicates,
     resolve_inside,
+    stored_float32,
 )
 
 # DAD's model_view_matrix -> the benchmark's rotation (a frontal face gives diag(1, -1, -1)).
@@ -87,6 +89,15 @@ def list_items(data_dir: Path, filename_list: Path | None, split: str) -> list[D
         raise ConversionError(f"{path}: not valid json ({e})") from e
     if not isinstance(entries, list) or not entries:
         raise ConversionError(f"{path}: expected a non-empty json list of entries")
+    refuse_duplicates(
+        path,
+        "entry(ies)",
+        [
+            (f"entry {i}", e["img_path"])
+            for i, e in enumerate(entries)
+            if isinstance(e, dict) and isinstance(e.get("img_path"), str)
+        ],
+    )
     has_rotation = any(isinstance(e, dict) and "R" in e for e in entries)
     layout = "preprocessed" if has_rotation else "official"
     return [DadItem(i, e, layout, str(path)) for i, e in enumerate(entries)]
@@ -144,6 +155,6 @@ def load_sample(data_dir: Path, item: DadItem) -> Sample:
         image_bytes=image_bytes,
         image_format=image_format,
         pose=pose.astype(np.float32),
-        box=np.array([x, y, x + w, y + h], np.float32),
+        box=stored_float32(np.array([x, y, x + w, y + h]), name, where, "bbox"),
         landmarks=None,
     )

@@ -108,16 +108,18 @@ def contact_sheet(records: Sequence[dict[str, Any]], columns: int, cell: int) ->
 
 
 def read_metadata(path: str | Path, split: str) -> dict[str, Any]:
-    """The dataset's name, folder and record count with what the converter recorded about
-    ``split``; FileNotFoundError / ValueError when there is no such dataset or split."""
+    """The dataset's name, folder and record count (counted in its record files) with what
+    the converter recorded about ``split`` (an entry of these names there is not shown);
+    FileNotFoundError / ValueError when there is no such dataset or split."""
     builder = open_dataset(path)
-    return {
+    checked = {
         "dataset": dataset_label(builder),
         "dataset_dir": str(builder.data_dir),
         "split": split,
         "num_records": check_split(builder, split),
-        **split_metadata(builder, split),
     }
+    recorded = split_metadata(builder, split)
+    return {**checked, **{key: v for key, v in recorded.items() if key not in checked}}
 
 
 def _summary(meta: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """Synthetic head-pose datasets written in the real on-disk formats of the four datasets.
 
 ``python -m data_prep.synthetic --format {300w_lp,aflw2000,biwi,dad} --num N --out DIR --seed S``
+writes into a hidden folder of DIR, then moves the files in; it refuses, moving nothing, when DIR
+already holds any of them (other formats' files, or another DAD split, may share DIR).
 
 Each sample is a random head rendered by ``data_prep.synthetic_heads.render_head`` at a random
 known pose, size, position and light; this module draws the poses and framings and writes the
@@ -67,7 +69,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import re
+import shutil
 import sys
 import time
 import uuid
@@ -538,6 +542,23 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(lambda: _generate(args), verbose=args.verbose, folder=args.out)
 
 
+def move_in_without_replacing(stage: Path, out: Path) -> None:
+    """Moves the files written into folder ``stage`` to the same places in ``out``; UserError,
+    moving nothing, when ``out`` already holds any of them (a second run would replace some
+    samples and leave others, mixing two sets)."""
+    files = sorted(p.relative_to(stage) for p in stage.rglob("*") if not p.is_dir())
+    held = [f for f in files if os.path.lexists(out / f)]
+    if held:
+        more = f" and {len(held) - 1} more of the {len(files)} files" if len(held) > 1 else ""
+        raise UserError(
+            f"{out} already holds {held[0]}{more} this would write: not replaced; choose "
+            "another --out, or remove those files first"
+        )
+    for relative in files:
+        (out / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.rename(stage / relative, out / relative)
+
+
 def _generate(args: argparse.Namespace) -> None:
     """Writes the samples ``args`` asks for and prints what was written."""
     options: dict[str, Any] = {}
@@ -547,8 +568,14 @@ def _generate(args: argparse.Namespace) -> None:
         options["split"] = args.split
     if args.no_flip_twins:
         options["flip_twins"] = False
+    out = Path(args.out)
+    stage = out / f".synthetic-{args.format}.tmp-{os.getpid()}"
     start = time.perf_counter()
-    samples = generate(args.format, args.num, args.out, args.seed, args.image_size, **options)
+    try:
+        samples = generate(args.format, args.num, stage, args.seed, args.image_size, **options)
+        move_in_without_replacing(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     seconds = time.perf_counter() - start
     print(
         f"wrote {len(samples)} {args.format} samples to {args.out} in {seconds:.1f} s "

@@ -24,6 +24,7 @@ from data_prep.common import (
     read_image_file,
     read_name_list,
     resolve_inside,
+    stored_float32,
     tight_box,
 )
 
@@ -49,23 +50,32 @@ def load_mat(path: Path, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def pose_from_mat(mat: dict[str, Any], path: Path, name: str) -> np.ndarray:
-    """(yaw, pitch, roll) float32 degrees from ``Pose_Para`` (1, 7): pitch, yaw, roll radians."""
+    """(yaw, pitch, roll) float32 degrees from ``Pose_Para`` (1, 7): pitch, yaw, roll radians;
+    SampleError if complex, not finite, or not finite once float32 degrees."""
     para = finite_array(mat["Pose_Para"], name, path, "Pose_Para")
     check_shape(para, (1, 7), name, path, "Pose_Para")
     pitch, yaw, roll = para[0, :3]
-    with np.errstate(over="ignore"):  # out of float32's range: refused by the builder
-        return np.degrees(np.array([yaw, pitch, roll])).astype(np.float32)
+    with np.errstate(over="ignore"):
+        pose = np.degrees(np.array([yaw, pitch, roll])).astype(np.float32)
+    if not np.all(np.isfinite(pose)):
+        raise SampleError(
+            name,
+            path,
+            f"Pose_Para: the pose is not finite in float32 degrees (pitch, yaw, roll radians "
+            f"{para[0, :3].tolist()})",
+        )
+    return pose
 
 
 def landmarks_from_mat(
     mat: dict[str, Any], key: str, rows: int, path: Path, name: str
 ) -> np.ndarray:
-    """``mat[key]`` as (rows, K) float32 landmarks, checked finite."""
+    """``mat[key]`` as (rows, K) float32 landmarks, checked finite in float32."""
     points = finite_array(mat[key], name, path, key)
     check_shape(points, (rows, None), name, path, key)
     if points.shape[1] == 0:
         raise SampleError(name, path, f"{key}: no points")
-    return points.astype(np.float32)
+    return stored_float32(points, name, path, key)
 
 
 def list_items(data_dir: Path, filename_list: Path | None, split: str) -> list[str]:

@@ -17,7 +17,7 @@ from scipy.spatial.transform import Rotation
 import data_prep.w300lp
 from data_prep import read_records
 from data_prep.common import ConversionError
-from data_prep.convert import convert, main
+from data_prep.convert import STAGING_LABELS, convert, main
 from data_prep.dad import wrap_degrees
 from data_prep.inspect import axis_endpoints
 from data_prep.publish import stale_staging
@@ -420,7 +420,7 @@ def test_killed_run_then_rerun(tmp_path):
         [sys.executable, "-c", script, str(data), str(out)], cwd=REPO, env=env, check=False
     )
     assert proc.returncode == -9
-    (stale,) = stale_staging(out)  # the half-written split, hidden
+    (stale,) = stale_staging(out, STAGING_LABELS)  # the half-written split, hidden
     assert sorted(os.listdir(out)) == sorted([stale.name, LOCK_FILE])
     with pytest.raises(FileNotFoundError, match="no TFDS dataset there"):
         records(out)
@@ -440,7 +440,8 @@ def test_cli_refuses_an_existing_split_in_one_line(tmp_path, capsys):
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == (
         f"error: {tmp_path / 'o' / 'w300lp' / '1.0.0'} already holds split 'train' (1 records); "
-        "not replaced: choose another --split or --output_dir, or delete that dataset first"
+        "not replaced: choose another --split or --output_dir, pass --overwrite to replace "
+        "that split, or delete that dataset first"
     )
 
 

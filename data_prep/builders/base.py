@@ -86,6 +86,8 @@ class ConversionRun:
       progress: show a progress bar on stderr.
       labelled_only: drop (filter and count) samples with an angle the bins cannot label
         (``|angle| >= LABEL_LIMIT``), which training would refuse.
+      num_shards: record files to write (``--num_shards``), None for TFDS's choice; more than
+        the records left to write is a ConversionError.
     """
 
     data_dir: Path
@@ -97,6 +99,7 @@ class ConversionRun:
     filename_list: Path | None
     progress: bool
     labelled_only: bool = True
+    num_shards: int | None = None
 
 
 def _stored_value_problem(sample: Sample) -> str | None:
@@ -248,6 +251,12 @@ class HeadPoseBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             raise ConversionError(
                 f"{run.data_dir}: no record left to write ({len(skipped)} skipped, "
                 f"{len(filtered)} filtered)"
+            )
+        if run.num_shards is not None and len(poses) < run.num_shards:
+            raise ConversionError(
+                f"--num_shards {run.num_shards}: more record files than the {len(poses)} "
+                f"records left to write ({len(skipped)} skipped, {len(filtered)} filtered); "
+                f"choose at most {len(poses)}"
             )
         self.info.metadata[run.split] = {
             "source_dir": str(run.data_dir),

@@ -22,6 +22,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from hpe_jax.data.pipeline import make_eval_loader, make_train_loader
+from hpe_jax.data.source import check_trainable
 from hpe_jax.errors import UserError
 
 DATA_AXIS = "data"
@@ -104,11 +105,13 @@ def make_loader(
     (``val_mode``, ``val_input_size``), in this process. Both with ``num_threads`` threads.
 
     The processes owning devices of ``sharding``'s mesh each load their share; a mesh of this
-    process's devices makes this process load everything.
+    process's devices makes this process load everything. A training split recorded to hold
+    poses the angle bins cannot label is refused first (``source.check_trainable``).
     """
     data = config.data
     shard_index, shard_count = process_share(sharding)
     if split == "train":
+        check_trainable(data.train_dir, data.train_split)
         local = make_train_loader(
             data.train_dir,
             data.train_split,

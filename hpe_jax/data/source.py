@@ -25,10 +25,21 @@ from etils import epath
 from PIL import Image
 
 from hpe_jax.errors import UserError
+from hpe_jax.pose import ANGLE_MIN
 
 INFO_FILE = "dataset_info.json"
+METADATA_FILE = "metadata.json"
 # The dataset versions this code reads (``data_prep.builders.base.HeadPoseBuilder.VERSION``).
 READ_VERSIONS = ("1.0.0",)
+# The features this code reads: name -> (TFDS feature class, shape (None: any size), dtype).
+FEATURES: dict[str, tuple[type, tuple[int | None, ...], type]] = {
+    "image": (tfds.features.Image, (None, None, 3), np.uint8),
+    "pose": (tfds.features.Tensor, (3,), np.float32),
+    "rotation": (tfds.features.Tensor, (3, 3), np.float32),
+    "name": (tfds.features.Text, (), np.object_),
+    "box": (tfds.features.Tensor, (4,), np.float32),
+    "landmarks": (tfds.features.Tensor, (None, None), np.float32),
+}
 REQUIRED_FEATURES = frozenset({"image", "pose", "rotation", "name"})
 _VERSION_RE = re.compile(r"\d+\.\d+\.\d+")
 # Version folders below a data dir: <name>/<version> or <name>/<config>/<version>.
@@ -84,10 +95,35 @@ def open_dataset(path: str | os.PathLike[str]) -> tfds.core.DatasetBuilder:
             f"{version_dir}: dataset version {version}; this hpe-jax reads "
             f"{', '.join(READ_VERSIONS)}"
         )
-    missing = sorted(REQUIRED_FEATURES - set(builder.info.features))
+    if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+        raise UserError(
+            f"{version_dir}: records in {builder.info.file_format.value} files; this hpe-jax "
+            "reads array_record files (python -m data_prep writes them)"
+        )
+    features = builder.info.features
+    missing = sorted(REQUIRED_FEATURES - set(features))
     if missing:
         raise UserError(f"{version_dir}: the records lack feature(s) {missing}")
+    for key, (kind, shape, dtype) in FEATURES.items():
+        if key in features and (problem := _feature_problem(features[key], kind, shape, dtype)):
+            raise UserError(f"{version_dir}/features.json: feature {key!r} {problem}")
     return builder
+
+
+def _feature_problem(
+    feature: Any, kind: type, shape: tuple[int | None, ...], dtype: type
+) -> str | None:
+    """How ``feature`` differs from a ``kind`` of ``shape`` and ``dtype``, or None."""
+    want = f"{kind.__name__} {tuple('any' if n is None else n for n in shape)} {np.dtype(dtype)}"
+    if not isinstance(feature, kind):
+        return f"is a {type(feature).__name__}; this hpe-jax reads a {want}"
+    got_shape, got_dtype = tuple(feature.shape), np.dtype(feature.np_dtype)
+    same_shape = len(got_shape) == len(shape) and all(
+        expected is None or expected == got for expected, got in zip(shape, got_shape, strict=True)
+    )
+    if same_shape and got_dtype == dtype:
+        return None
+    return f"is a {type(feature).__name__} {got_shape} {got_dtype}; this hpe-jax reads a {want}"
 
 
 def check_split(builder: tfds.core.DatasetBuilder, split: str) -> int:
@@ -135,9 +171,51 @@ def num_records(path: str | os.PathLike[str], split: str) -> int:
 
 
 def split_metadata(builder: tfds.core.DatasetBuilder, split: str) -> dict[str, Any]:
-    """What the converter recorded about ``split`` (source, skipped and filtered samples)."""
+    """What the converter recorded about ``split`` (source, skipped and filtered samples) in
+    ``metadata.json``; UserError naming that file when it is unreadable or not a mapping of
+    split -> mapping whose ``filtered`` / ``skipped`` entries are lists."""
     check_split(builder, split)
-    return dict((builder.info.metadata or {}).get(split, {}))
+    path = f"{builder.data_dir}/{METADATA_FILE}"
+    try:
+        metadata = builder.info.metadata or {}
+    except Exception as err:  # TFDS reads the file on first use: json and unicode errors
+        raise UserError(
+            f"{path}: unreadable ({_first_line(err)}); convert the split again"
+        ) from err
+    entry = metadata.get(split, {}) if isinstance(metadata, dict) else None
+    if not isinstance(entry, dict) or any(
+        not isinstance(entry.get(key, []), list) for key in ("filtered", "skipped")
+    ):
+        raise UserError(
+            f"{path}: not what python -m data_prep writes (split {split!r}: "
+            f"{str(entry if isinstance(metadata, dict) else metadata)[:60]}); convert the split "
+            "again"
+        )
+    return dict(entry)
+
+
+def check_trainable(path: str | os.PathLike[str], split: str) -> None:
+    """Raises a UserError when the converter recorded (``metadata.json``, ``angle_ranges``)
+    that ``split`` of the dataset at ``path`` holds poses the angle bins cannot label (any
+    |angle| >= 100 degrees: converted with ``--no_angle_filter``, for evaluation only), which
+    training would refuse when the first such record comes up."""
+    builder = open_dataset(path)
+    ranges = split_metadata(builder, split).get("angle_ranges") or {}
+    try:
+        spans = {str(angle): (float(low), float(high)) for angle, (low, high) in ranges.items()}
+    except (AttributeError, TypeError, ValueError) as err:
+        raise UserError(
+            f"{builder.data_dir}/{METADATA_FILE}: angle_ranges of split {split!r} unreadable "
+            f"({str(ranges)[:80]}); convert the split again"
+        ) from err
+    for angle, (low, high) in spans.items():
+        if max(abs(low), abs(high)) >= -ANGLE_MIN:
+            raise UserError(
+                f"{builder.data_dir} split {split!r}: {angle} ranges over [{low:g}, {high:g}] "
+                f"degrees, but the angle bins label |angle| < {-ANGLE_MIN:g} only (converted "
+                "with --no_angle_filter, for evaluation); convert it again without that flag "
+                "to train on it"
+            )
 
 
 def dataset_label(builder: tfds.core.DatasetBuilder) -> str:
