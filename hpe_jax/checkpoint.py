@@ -96,6 +96,15 @@ def verify_arrays(where: Path, item: str, tree: Any, digests: dict[str, str] | N
                 raise UserError(f"checkpoint {where}: weight {key} holds NaN or Inf values")
 
 
+def _read_error(err: BaseException) -> str:
+    """The innermost cause of ``err`` (orbax wraps tensorstore's read error, which names the
+    file and the damage, in a bare ``Exception``) as ``Type: first line``."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    lines = str(err).splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
 def _model_meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return {"variant": config.variant, "model_config": config.to_dict()}
 
@@ -195,8 +204,11 @@ def restore_model_state(path: str | Path, model: HPENet) -> None:
                 step_dir,
                 args=ocp.args.Composite(**{MODEL_ITEM: ocp.args.StandardRestore(abstract)}),
             )
-        except (ValueError, KeyError) as err:
-            raise UserError(f"checkpoint {step_dir} does not fit this network: {err}") from err
+        except Exception as err:  # orbax and tensorstore raise many types, also a bare Exception
+            raise UserError(
+                f"checkpoint {step_dir}: its weights cannot be read into this network (damaged, "
+                f"or of another network): {_read_error(err)}"
+            ) from err
     digests = read_meta(step_dir).get(DIGESTS_KEY, {}).get(MODEL_ITEM)
     verify_arrays(step_dir, MODEL_ITEM, restored[MODEL_ITEM], digests)
     state = nnx.state(model, MODEL_VARIABLES)
@@ -333,10 +345,7 @@ def restore_train_state(
             if isinstance(err, UserError):
                 problem = str(err)
             else:
-                first = str(err).splitlines()[0] if str(err) else ""
-                problem = (
-                    f"checkpoint {manager.directory / str(step)}: {type(err).__name__}: {first}"
-                )
+                problem = f"checkpoint {manager.directory / str(step)}: {_read_error(err)}"
             problems.append(problem)
             logging.warning("cannot resume from step %d (%s); trying an older step", step, problem)
             continue

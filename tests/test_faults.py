@@ -236,7 +236,10 @@ def test_flipped_bytes_in_a_checkpoint_are_found(tmp_path, small_model):
     middle = len(data) // 2
     data[middle : middle + 4096] = bytes(b ^ 0xFF for b in data[middle : middle + 4096])
     biggest.write_bytes(bytes(data))
-    with pytest.raises(UserError, match=r"checkpoint .*ckpt: array model.* is damaged"):
+    # Caught by the digest, or by the decompressor when the bytes hit a chunk's header (the
+    # arrays' order in the file varies between saves).
+    damaged = r"checkpoint .*ckpt(: array model.* is damaged|: its weights cannot be read)"
+    with pytest.raises(UserError, match=damaged):
         hpe_jax.load_model(step)
 
 
