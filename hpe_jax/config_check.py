@@ -109,6 +109,15 @@ def check_eval_config(config: ml_collections.ConfigDict) -> None:
         raise _fail("data.val_dir", config.data.val_dir, "the dataset to evaluate on")
 
 
+def check_device_split(config: ml_collections.ConfigDict) -> None:
+    """Checks that ``config.batch_size`` and ``config.eval_batch_size`` (global batches) split
+    evenly over the devices JAX sees (ask only after ``start_process``)."""
+    num_devices = jax.device_count()
+    for key in ("batch_size", "eval_batch_size"):
+        if config[key] % num_devices:
+            raise _fail(key, config[key], f"a multiple of the device count {num_devices}")
+
+
 def check_train_config(config: ml_collections.ConfigDict, *, runtime: bool = True) -> None:
     """Checks every field the training loop uses. With ``runtime`` (after ``start_process``:
     it asks JAX for the devices) the batch sizes must divide over the devices, the training
@@ -119,10 +128,7 @@ def check_train_config(config: ml_collections.ConfigDict, *, runtime: bool = Tru
     for key in ("batch_size", "eval_batch_size"):
         _integer(config, key, 1)
     if runtime:
-        num_devices = jax.device_count()
-        for key in ("batch_size", "eval_batch_size"):
-            if config[key] % num_devices:
-                raise _fail(key, config[key], f"a multiple of the device count {num_devices}")
+        check_device_split(config)
     _integer(config, "num_epochs", 1)
     _number(config, "learning_rate", low=0.0, open_low=True)
     _number(config, "head_lr_multiplier", low=0.0, open_low=True)
