@@ -97,6 +97,7 @@ def _check_common(config: ml_collections.ConfigDict, check_data: bool) -> None:
             f"at least config.data.image_size ({config.data.image_size}) in biwi mode",
         )
     _integer(config, "data.worker_count", 0)
+    _integer(config, "data.num_threads", 0)
     if check_data and _get(config, "data.val_dir"):
         _check_dataset(config, "data.val_dir", "data.val_split")
 
@@ -123,7 +124,7 @@ def check_train_config(config: ml_collections.ConfigDict, *, runtime: bool = Tru
     it asks JAX for the devices) the batch sizes must divide over the devices, the training
     dataset must hold at least one batch and the validation dataset (if named) its split;
     without it (before the process joins a run, or the synthetic job's data exist) the values
-    alone are checked."""
+    alone are checked. A local ``init_from`` must exist (a bucket path is left to the loader)."""
     _check_common(config, runtime)
     for key in ("batch_size", "eval_batch_size"):
         _integer(config, key, 1)
@@ -144,7 +145,7 @@ def check_train_config(config: ml_collections.ConfigDict, *, runtime: bool = Tru
     if _get(config, "max_steps") != -1:
         _integer(config, "max_steps", 1)
     init_from = _get(config, "init_from")
-    if init_from and not Path(init_from).exists():
+    if init_from and "://" not in init_from and not Path(init_from).exists():
         raise _fail("init_from", init_from, "an existing checkpoint (or '' for none)")
     synthetic = _get(config, "data.synthetic")
     if synthetic is not None:

@@ -27,6 +27,7 @@ from data_prep.synthetic_job import run_synthetic_job
 from hpe_jax import aot, checkpoint, evaluate
 from hpe_jax.cli import run_cli
 from hpe_jax.cli_flags import parse_flags
+from hpe_jax.config_check import check_train_config
 from hpe_jax.errors import UserError
 from hpe_jax.folder_lock import FolderBusyError
 
@@ -135,6 +136,15 @@ def test_a_damaged_chunk_is_one_line_and_the_sweep_reports_the_rest(
             "error: config.data.synthetic.num_train = 0: expected an integer >= 1",
         ),
         (
+            "--config.data.num_threads=-1",
+            "error: config.data.num_threads = -1: expected an integer >= 0",
+        ),
+        (
+            "--config.init_from=no/such/checkpoint",
+            "error: config.init_from = 'no/such/checkpoint': expected an existing checkpoint (or "
+            "'' for none)",
+        ),
+        (
             "--config.bach_size=8",
             "error: --config.bach_size=8: the config has no key 'bach_size'; did you mean "
             '"batch_size" instead of "bach_size"?',
@@ -151,6 +161,15 @@ def test_train_main_refuses_a_bad_value_before_any_work(tmp_path, capsys, cli_ma
     assert cli_main("train_main", f"--config={SYNTHETIC}", f"--workdir={workdir}", arg) == 2
     assert _one_error_line(capsys) == line
     assert not workdir.exists()
+
+
+def test_a_bucket_init_from_is_left_to_the_loader():
+    config = synthetic.get_config()
+    config.init_from = "gs://bucket/workdir/best"
+    check_train_config(config, runtime=False)
+    config.init_from = "gs:/bucket/workdir/best"  # not a URL: a local path that does not exist
+    with pytest.raises(UserError, match=r"config\.init_from = 'gs:/bucket"):
+        check_train_config(config, runtime=False)
 
 
 def test_train_main_verbose_shows_the_traceback(tmp_path, cli_main):
