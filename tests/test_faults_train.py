@@ -31,6 +31,9 @@ from hpe_jax.config_check import check_train_config
 from hpe_jax.errors import UserError
 from hpe_jax.folder_lock import FolderBusyError
 
+# ml_collections loads a config file with importlib's deprecated load_module().
+pytestmark = pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")
+
 SYNTHETIC = str(REPO / "configs" / "synthetic.py")
 TINY_SYNTHETIC = [
     "--config.data.synthetic.num_train=4",
@@ -100,8 +103,7 @@ def test_a_damaged_chunk_is_one_line_and_the_sweep_reports_the_rest(
 
     assert run_cli(lambda: hpe_jax.load_model(bad) and None) == 2
     line = _one_error_line(capsys)
-    assert line.startswith(f"error: checkpoint {bad}: its weights cannot be read")
-    assert "ZSTD" in line
+    assert line.startswith(f"error: checkpoint {bad}: ") and "ZSTD" in line  # the reader's error
 
     write_split(tmp_path / "data", "test", [(1.0, 2.0, 3.0)] * 2)
     metrics = {"yaw": 1.0, "pitch": 2.0, "roll": 3.0, "mean_mae": 2.0, "maev": 1.0}
