@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -49,7 +50,10 @@ TINY_SYNTHETIC = [
 def cli_main(monkeypatch):
     """``cli_main(script, *args) -> exit status``: parses ``args`` as ``script``'s command line
     (``parse_flags``, as ``app.run`` does) and calls ``main`` of ``train_main`` or ``eval_main``
-    in this process. Their absl flags (both define ``--config``) are removed after each call."""
+    in this process. Their absl flags (both define ``--config``) are removed after each call and
+    the absl logger's level (``main`` sets it) is restored."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
 
     def call(script: str, *args: str) -> int:
         argv = [f"{script}.py", *args]
@@ -65,7 +69,8 @@ def cli_main(monkeypatch):
                 flags.FLAGS.unparse_flags()
                 del sys.modules[script]
 
-    return call
+    yield call
+    absl_logger.setLevel(level)
 
 
 ZSTD_FRAME = b"\x28\xb5\x2f\xfd"  # the magic number that starts every zstd frame
