@@ -14,10 +14,10 @@ Uses the evaluation fields of the training configs (``config.data.val_dir`` / ``
 ``config.model.variant``, ``config.progress``), so a training recipe evaluates its own
 validation set as it is. Prints a table and writes the same numbers as JSON to ``--output``,
 by default ``eval_<dataset>_<split>.json`` in PATH (a directory) or ``<stem>_eval_<dataset>_
-<split>.json`` beside PATH (a file). One process, one device. A bad config value, checkpoint
-or dataset ends with one line naming it and exit status 2 (``--verbose``: with the traceback);
-in a sweep, checkpoints that cannot be evaluated are listed in the report, the others evaluated,
-and the exit status is 2.
+<split>.json`` beside PATH (a file). One process, one device. A bad flag, config key or value,
+checkpoint or dataset ends with one line naming it and exit status 2 (``--verbose``: with the
+traceback); in a sweep, checkpoints that cannot be evaluated are listed in the report, the others
+evaluated, and the exit status is 2.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from hpe_jax.cli import run_cli
+from hpe_jax.cli_flags import parse_flags
 from hpe_jax.config_check import check_eval_config
 from hpe_jax.evaluate import evaluate_and_report
 from hpe_jax.host_memory import retain_freed_host_memory
@@ -55,4 +56,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

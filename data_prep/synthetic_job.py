@@ -14,9 +14,10 @@ import numpy as np
 
 from data_prep.reader import read_records
 from data_prep.synthetic_data import prepare_synthetic_datasets
+from hpe_jax.config_check import check_device_split
 from hpe_jax.evaluate import evaluate_network, format_table, load_network, write_report
 from hpe_jax.pose import mae
-from hpe_jax.train import train_and_evaluate
+from hpe_jax.train import train_and_evaluate, workdir_lock
 
 
 def prepare_data(config: ml_collections.ConfigDict, workdir: Path) -> None:
@@ -66,9 +67,13 @@ def report(config: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
 
 def run_synthetic_job(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Prepares the synthetic data under ``workdir/data``, trains with ``config`` and reports
-    (``report``); returns the evaluation metrics of the best checkpoint (degrees)."""
+    (``report``); returns the evaluation metrics of the best checkpoint (degrees). The batch
+    sizes are checked against the devices before any data is made, and the workdir's lock
+    (``workdir_lock``) is held from the data to the report."""
+    check_device_split(config)
     workdir = Path(workdir)
-    with config.unlocked():
-        prepare_data(config, workdir)
-    train_and_evaluate(config, workdir)
-    return report(config, workdir)
+    with workdir_lock(workdir):
+        with config.unlocked():
+            prepare_data(config, workdir)
+        train_and_evaluate(config, workdir, locked=True)
+        return report(config, workdir)

@@ -194,19 +194,24 @@ def compile_report(
     """Compiles the train step of training config ``config`` with network ``variant`` for
     ``target`` at ``per_device_batch`` images of ``image_size`` pixels per device, compute
     ``dtype`` ('float32' / 'bfloat16'); returns the report (keys as ``--json`` writes them; bytes
-    and FLOPs per device per step)."""
+    and FLOPs per device per step). The config, with these values set, is checked
+    (``check_train_config``, without devices, data or ``init_from``) before anything is
+    compiled."""
     import jax
 
+    from hpe_jax.config_check import check_train_config
     from hpe_jax.models import get_config as get_model_config
     from hpe_jax.models.kernels import grouped_convolutions
     from hpe_jax.train_state import make_train_step
 
-    devices = topology_devices(target)
     config = copy.deepcopy(config)
     config.model = get_model_config(variant)
     config.model.dtype = dtype
     config.data.image_size = image_size
-    config.batch_size = per_device_batch * len(devices)
+    config.batch_size = per_device_batch * target.num_devices
+    config.init_from = ""  # the step compiles without the weights; the host may not hold them
+    check_train_config(config, runtime=False)
+    devices = topology_devices(target)
     mesh = jax.sharding.Mesh(devices, ("data",))
     program = make_train_step(config, mesh, total_steps=1000)
     start = time.perf_counter()

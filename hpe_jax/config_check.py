@@ -97,6 +97,7 @@ def _check_common(config: ml_collections.ConfigDict, check_data: bool) -> None:
             f"at least config.data.image_size ({config.data.image_size}) in biwi mode",
         )
     _integer(config, "data.worker_count", 0)
+    _integer(config, "data.num_threads", 0)
     if check_data and _get(config, "data.val_dir"):
         _check_dataset(config, "data.val_dir", "data.val_split")
 
@@ -109,20 +110,26 @@ def check_eval_config(config: ml_collections.ConfigDict) -> None:
         raise _fail("data.val_dir", config.data.val_dir, "the dataset to evaluate on")
 
 
+def check_device_split(config: ml_collections.ConfigDict) -> None:
+    """Checks that ``config.batch_size`` and ``config.eval_batch_size`` (global batches) split
+    evenly over the devices JAX sees (ask only after ``start_process``)."""
+    num_devices = jax.device_count()
+    for key in ("batch_size", "eval_batch_size"):
+        if config[key] % num_devices:
+            raise _fail(key, config[key], f"a multiple of the device count {num_devices}")
+
+
 def check_train_config(config: ml_collections.ConfigDict, *, runtime: bool = True) -> None:
     """Checks every field the training loop uses. With ``runtime`` (after ``start_process``:
     it asks JAX for the devices) the batch sizes must divide over the devices, the training
     dataset must hold at least one batch and the validation dataset (if named) its split;
     without it (before the process joins a run, or the synthetic job's data exist) the values
-    alone are checked."""
+    alone are checked. A local ``init_from`` must exist (a bucket path is left to the loader)."""
     _check_common(config, runtime)
     for key in ("batch_size", "eval_batch_size"):
         _integer(config, key, 1)
     if runtime:
-        num_devices = jax.device_count()
-        for key in ("batch_size", "eval_batch_size"):
-            if config[key] % num_devices:
-                raise _fail(key, config[key], f"a multiple of the device count {num_devices}")
+        check_device_split(config)
     _integer(config, "num_epochs", 1)
     _number(config, "learning_rate", low=0.0, open_low=True)
     _number(config, "head_lr_multiplier", low=0.0, open_low=True)
@@ -138,7 +145,7 @@ def check_train_config(config: ml_collections.ConfigDict, *, runtime: bool = Tru
     if _get(config, "max_steps") != -1:
         _integer(config, "max_steps", 1)
     init_from = _get(config, "init_from")
-    if init_from and not Path(init_from).exists():
+    if init_from and "://" not in init_from and not Path(init_from).exists():
         raise _fail("init_from", init_from, "an existing checkpoint (or '' for none)")
     synthetic = _get(config, "data.synthetic")
     if synthetic is not None:

@@ -142,25 +142,28 @@ class Trainer:
             loader.close()
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | Path, *, locked: bool = False
+) -> dict[str, Any]:
     """Trains (fresh, resumed from ``workdir/checkpoints``, or transferred from
     ``config.init_from``) and validates at each epoch end, keeping the checkpoint of the lowest
     validation mean MAE by ``config.val_metric`` (``plain`` or ``wrapped``, ``evaluate_batches``)
-    in ``workdir/best``; returns the last validation metrics (empty without validation data)."""
+    in ``workdir/best``; returns the last validation metrics (empty without validation data).
+    Holds the workdir's lock (``workdir_lock``) while it runs, unless ``locked``: the caller
+    holds it."""
     check_train_config(config)
     workdir = Path(workdir)
-    if jax.process_index() != 0:
-        return _train(config, workdir)
-    with workdir_lock(workdir):
+    with contextlib.nullcontext() if locked else workdir_lock(workdir):
         return _train(config, workdir)
 
 
-def workdir_lock(workdir: Path) -> contextlib.AbstractContextManager[str | None]:
+def workdir_lock(workdir: str | Path) -> contextlib.AbstractContextManager[str | None]:
     """The lock of a training workdir (``hpe_jax.folder_lock``): a second live run on it is
     refused with the holder's pid. Taken by process 0 alone (the workdir may be one folder on a
     shared file system, or a bucket where no lock exists; other processes write only their own
-    shards of a checkpoint through orbax)."""
-    if "://" in str(workdir):
+    shards of a checkpoint through orbax); for the others, and for a ``://`` workdir, it locks
+    nothing."""
+    if jax.process_index() != 0 or "://" in str(workdir):
         return contextlib.nullcontext()
     return folder_lock(workdir, "train_main.py training")
 

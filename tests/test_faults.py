@@ -335,14 +335,14 @@ def test_disk_full_is_one_line_naming_the_folder(tmp_path, monkeypatch, capsys):
     assert os.listdir(out) == []  # no split visible, no staging folder left
 
 
-def test_train_main_reports_a_bad_value_in_one_line(tmp_path):
+def test_train_main_reports_a_mistyped_key_in_one_line(tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
             str(REPO / "train_main.py"),
             "--config=configs/default.py",
             f"--workdir={tmp_path / 'wd'}",
-            "--config.batch_size=0",
+            "--config.bach_size=0",
         ],
         cwd=REPO,
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
@@ -352,7 +352,8 @@ def test_train_main_reports_a_bad_value_in_one_line(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: config.batch_size = 0: expected an integer >= 1"
+        "error: --config.bach_size=0: the config has no key 'bach_size'; did you mean "
+        '"batch_size" instead of "bach_size"?'
     )
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "wd").exists()
