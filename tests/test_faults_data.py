@@ -74,15 +74,20 @@ def _never_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data_prep.w300lp, "load_sample", load)
 
 
+def _train_and_valid(source: Path, out: Path) -> dict[str, bytes]:
+    """Converts ``source`` into the train and valid splits of ``out``; the tree of ``out``."""
+    convert("300w_lp", source, out, split="train", progress=False)
+    convert("300w_lp", source, out, split="valid", progress=False)
+    return tree(out)
+
+
 # --- replacing and foreign content ------------------------------------------------------------
 
 
 def test_failed_overwrite_leaves_the_dataset_as_it_was(tmp_path, two_sources, monkeypatch, capsys):
     a, b = two_sources
     out = tmp_path / "out"
-    convert("300w_lp", a, out, split="train", progress=False)
-    convert("300w_lp", a, out, split="valid", progress=False)
-    before = tree(out)
+    before = _train_and_valid(a, out)
     real_dump = json.dump
 
     def dump(value, f, **kwargs):  # the disk fills up as the new dataset_info.json is written
@@ -107,9 +112,7 @@ def test_failed_overwrite_leaves_the_dataset_as_it_was(tmp_path, two_sources, mo
 def test_publish_failing_at_its_last_rename_is_undone(tmp_path, two_sources, monkeypatch):
     a, b = two_sources
     out = tmp_path / "out"
-    convert("300w_lp", a, out, split="train", progress=False)
-    convert("300w_lp", a, out, split="valid", progress=False)
-    before = tree(out)
+    before = _train_and_valid(a, out)
     real_replace = os.replace
 
     def replace(source, target):  # the last step: the new dataset_info.json moves in
