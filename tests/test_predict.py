@@ -1,9 +1,10 @@
 """Predicting poses from photos and videos: ``hpe_jax.Predictor``, ``draw_pose``, face detection
 and ``python -m hpe_jax.predict``.
 
-The network is a randomly initialised 's' at 64 x 64 (its weights do not matter here: the tests
-check crops, batching, boxes, files and errors against independent references); every network
-call uses batch 2, so one program is compiled for the whole file.
+The network is randomly initialised at 64 x 64, of the test-only variant ``tiny``
+(``tiny_network``): its weights and depth do not matter here, as the tests check crops, batching,
+boxes, files and errors against independent references. Every network call uses batch 2, so one
+program is compiled for the whole file.
 """
 
 import importlib.util
@@ -17,10 +18,10 @@ import pytest
 from conftest import SHARED_DIR
 from flax import nnx
 from PIL import Image
+from tiny_network import tiny_checkpoint
 
 import hpe_jax
 from hpe_jax import predict
-from hpe_jax.checkpoint import save_model
 from hpe_jax.data import transforms
 from hpe_jax.detect import BOX_CALIBRATION, calibrate_box, read_model
 from hpe_jax.draw import AXIS_COLOURS, draw_pose, project
@@ -34,17 +35,14 @@ AFLW = SHARED_DIR / "samples" / "AFLW2000"
 
 
 @pytest.fixture(scope="module")
-def network():
-    model = hpe_jax.init_model("s", seed=0, input_size=SIZE)
-    model.eval()
-    return model
+def checkpoint(tmp_path_factory):
+    with tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "1", SIZE) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")
-def checkpoint(network, tmp_path_factory):
-    config = hpe_jax.get_config("s")
-    config.input_size = SIZE
-    return save_model(tmp_path_factory.mktemp("ckpt") / "1", network, config)
+def network(checkpoint):
+    return hpe_jax.load_model(checkpoint)
 
 
 @pytest.fixture(scope="module")
