@@ -10,6 +10,7 @@ Images are (H, W, 3) uint8 RGB; boxes (x_min, y_min, x_max, y_max) in pixels.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,8 @@ class FaceDetector:
             min_detection_confidence=min_score,
         )
         self._detector = vision.FaceDetector.create_from_options(options)
+        # Closed when this object goes, or at exit before the interpreter tears mediapipe down.
+        self._close = weakref.finalize(self, self._detector.close)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """The faces in ``image`` ((H, W, 3) uint8 RGB), best score first."""
@@ -112,7 +115,8 @@ class FaceDetector:
         return sorted(found, key=lambda d: -d.score)
 
     def close(self) -> None:
-        self._detector.close()
+        """Releases the detector (once; later calls do nothing)."""
+        self._close()
 
     def __enter__(self) -> FaceDetector:
         return self

@@ -1,11 +1,12 @@
 """A checkpoint's network as one file to serve without this project: StableHLO or ONNX.
 
     python -m hpe_jax.export --checkpoint CKPT --format stablehlo|onnx --output FILE
-        [--platforms cpu,cuda,tpu] [--variant s|m|l] [--verbose]
+        [--platforms cpu,cuda,tpu] [--variant s|m|l] [--input_size S] [--verbose]
 
 The exported function maps (B, S, S, 3) float32 ImageNet-normalised RGB face crops (S the
-checkpoint's input size, B any batch size) to (B, 3) float32 degrees (yaw, pitch, roll), the
-network's outputs decoded by ``hpe_jax.decode_angles``; the weights are embedded.
+checkpoint's model input size or ``--input_size``, B any batch size) to (B, 3) float32 degrees
+(yaw, pitch, roll), the network's outputs decoded by ``hpe_jax.decode_angles``; the weights are
+embedded.
 
 - ``stablehlo``: ``jax.export`` serialised with flatbuffers (the ``export`` extra; load with
   ``jax.export.deserialize``), lowered for
@@ -100,6 +101,7 @@ def export(args: argparse.Namespace) -> int:
     platforms = _platforms(args.platforms)
     kernels = "cpu" if args.format == "stablehlo" and platforms == ("cpu",) else "xla"
     model, input_size = load_for_inference(args.checkpoint, args.variant, kernels=kernels)
+    input_size = args.input_size or input_size
     output.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "stablehlo":
         output.write_bytes(export_stablehlo(model, input_size, platforms))
@@ -127,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         help="stablehlo: platforms to lower for (comma-separated; default cpu,cuda,tpu)",
     )
     parser.add_argument("--variant", default=None, help="s, m or l (PyTorch files; default s)")
+    parser.add_argument(
+        "--input_size",
+        type=int,
+        default=None,
+        help="side of the input crops (default: the checkpoint's model input_size)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
     return run_cli(lambda: export(args), verbose=args.verbose, folder=Path(args.output).parent)

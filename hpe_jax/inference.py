@@ -3,7 +3,10 @@
 ``load_for_inference(path)`` accepts what ``hpe_jax.evaluate.load_network`` accepts (an orbax
 checkpoint of this project, or an original PyTorch checkpoint file) and returns the network in
 inference mode with the side S of its square input: the stored ``model_config.input_size`` of an
-orbax checkpoint, the original's 224 for a PyTorch file.
+orbax checkpoint, the original's 224 for a PyTorch file. A training run crops its images to
+``config.data.image_size``, which checkpoints do not store: a run whose ``data.image_size``
+differs from its ``model.input_size`` (``configs/synthetic.py``: 64 against 224) needs the size
+given explicitly (``Predictor(input_size=...)``, ``--input_size``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Head poses of the faces in photos and videos: predictions and annotated copies.
 
     python -m hpe_jax.predict INPUT... --checkpoint CKPT --output DIR [--no-detect]
-        [--boxes FILE.json] [--batch_size N] [--format json|csv] [--cube] [--verbose]
+        [--boxes FILE.json] [--batch_size N] [--input_size S] [--format json|csv] [--cube]
+        [--verbose]
 
 INPUT: image files, folders (every image and video below them) or video files (every frame).
 CKPT: an orbax checkpoint of this project or an original PyTorch checkpoint file. Faces are found
@@ -141,6 +142,7 @@ def predict(args: argparse.Namespace) -> int:
         Predictor(
             args.checkpoint,
             variant=args.variant,
+            input_size=args.input_size,
             batch_size=args.batch_size,
             detect=not args.no_detect and table is None,
             min_score=args.min_score,
@@ -202,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
         "--no-detect", action="store_true", help="each input is one face crop (no detection)"
     )
     parser.add_argument("--boxes", default=None, help="face boxes (JSON like predictions.json)")
+    parser.add_argument(
+        "--input_size",
+        type=int,
+        default=None,
+        help="side of the network's input crops (default: the checkpoint's model input_size; "
+        "give the run's data.image_size when that differs)",
+    )
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--min_score", type=float, default=None, help="detector threshold")
     parser.add_argument("--format", choices=("json", "csv"), default="json")
