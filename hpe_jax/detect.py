@@ -58,6 +58,15 @@ def read_model(path: str | Path = MODEL_FILE, sha256: str = MODEL_SHA256) -> byt
     return data
 
 
+def _close_detector(detector: Any) -> None:
+    """Closes a mediapipe detector; at interpreter exit, when mediapipe's executor has already
+    shut down (its own ``__del__`` would then fail with a traceback), it is only marked closed."""
+    try:
+        detector.close()
+    except RuntimeError:
+        detector._handle = None
+
+
 def _mediapipe() -> Any:
     try:
         import mediapipe as mp
@@ -90,8 +99,7 @@ class FaceDetector:
             min_detection_confidence=min_score,
         )
         self._detector = vision.FaceDetector.create_from_options(options)
-        # Closed when this object goes, or at exit before the interpreter tears mediapipe down.
-        self._close = weakref.finalize(self, self._detector.close)
+        self._close = weakref.finalize(self, _close_detector, self._detector)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """The faces in ``image`` ((H, W, 3) uint8 RGB), best score first."""
