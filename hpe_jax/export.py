@@ -1,12 +1,13 @@
 """A checkpoint's network as one file to serve without this project: StableHLO or ONNX.
 
     python -m hpe_jax.export --checkpoint CKPT --format stablehlo|onnx --output FILE
-        [--platforms cpu,cuda,tpu] [--variant s|m|l] [--input_size S] [--verbose]
+        [--platforms cpu,cuda,tpu] [--variant s|m|l] [--input_size S] [--overwrite] [--verbose]
 
 The exported function maps (B, S, S, 3) float32 ImageNet-normalised RGB face crops (S the
 checkpoint's model input size or ``--input_size``, B any batch size) to (B, 3) float32 degrees
 (yaw, pitch, roll), the network's outputs decoded by ``hpe_jax.decode_angles``; the weights are
-embedded.
+embedded. An existing FILE is replaced only with ``--overwrite``; the file is written under a
+temporary name and renamed when complete, so a failed export leaves no partial FILE.
 
 - ``stablehlo``: ``jax.export`` serialised with flatbuffers (the ``export`` extra; load with
   ``jax.export.deserialize``), lowered for
@@ -20,6 +21,7 @@ embedded.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -98,17 +100,26 @@ def export(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.is_dir():
         raise UserError(f"--output {output} is a folder; expected a file name")
+    if output.exists() and not args.overwrite:
+        raise UserError(
+            f"--output {output} exists; not replaced: name a new file, or pass --overwrite"
+        )
     platforms = _platforms(args.platforms)
     kernels = "cpu" if args.format == "stablehlo" and platforms == ("cpu",) else "xla"
     model, input_size = load_for_inference(args.checkpoint, args.variant, kernels=kernels)
     input_size = args.input_size or input_size
     output.parent.mkdir(parents=True, exist_ok=True)
-    if args.format == "stablehlo":
-        output.write_bytes(export_stablehlo(model, input_size, platforms))
-    else:
-        import onnx
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        if args.format == "stablehlo":
+            partial.write_bytes(export_stablehlo(model, input_size, platforms))
+        else:
+            import onnx
 
-        onnx.save(export_onnx(model, input_size), output)
+            onnx.save(export_onnx(model, input_size), partial)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
     print(
         f"{output}: {args.format}, input (B, {input_size}, {input_size}, 3), "
         f"{output.stat().st_size / 1e6:.1f} MB",
@@ -135,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="side of the input crops (default: the checkpoint's model input_size)",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
     return run_cli(lambda: export(args), verbose=args.verbose, folder=Path(args.output).parent)

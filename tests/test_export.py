@@ -43,8 +43,10 @@ def reference(checkpoint):
 @pytest.mark.skipif(not HAS_FLATBUFFERS, reason="needs the 'export' extra")
 def test_stablehlo_round_trip(checkpoint, reference, tmp_path):
     path = tmp_path / "hpe.stablehlo"
+    path.write_bytes(b"an older export")
     assert export.main(["--checkpoint", str(checkpoint), "--format", "stablehlo",
-                        "--output", str(path)]) == 0  # fmt: skip
+                        "--output", str(path), "--overwrite"]) == 0  # fmt: skip
+    assert list(tmp_path.iterdir()) == [path]  # replaced, no partial file left
     exported = jax.export.deserialize(bytearray(path.read_bytes()))
     assert exported.platforms == ("cpu", "cuda", "tpu")
     assert str(exported.in_avals[0].shape[0]) == "b"  # symbolic batch size
@@ -68,8 +70,11 @@ def test_onnx_round_trip(checkpoint, reference, tmp_path):
 
 def test_bad_arguments_are_one_line(checkpoint, tmp_path, capsys):
     common = ["--checkpoint", str(checkpoint), "--format", "stablehlo"]
+    existing = tmp_path / "hpe.stablehlo"
+    existing.write_bytes(b"kept")
     cases = [
         ([*common, "--output", str(tmp_path)], "is a folder"),
+        ([*common, "--output", str(existing)], "exists; not replaced"),
         ([*common, "--output", str(tmp_path / "x"), "--platforms", "cpu,gpu"], "--platforms"),
         (["--checkpoint", str(tmp_path / "none"), "--format", "onnx", "--output",
           str(tmp_path / "y")], "does not exist"),
@@ -78,3 +83,4 @@ def test_bad_arguments_are_one_line(checkpoint, tmp_path, capsys):
         assert export.main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert existing.read_bytes() == b"kept"
