@@ -195,24 +195,30 @@ def test_cli_boxes_file_and_csv(checkpoint, tmp_path, capsys):
     image = np.random.default_rng(2).integers(0, 256, (90, 100, 3), np.uint8)
     Image.fromarray(image).save(tmp_path / "p.png")
     Image.fromarray(image[:, ::-1]).save(tmp_path / "q.png")
+    _write_video(tmp_path / "clip.avi", 3)
     boxes = [
         {"image": str(tmp_path / "p.png"), "faces": [[20, 10, 60, 70], {"box": [50, 30, 95, 85]}]},
         {"image": str(tmp_path / "q.png"), "faces": []},
+        {"image": str(tmp_path / "clip.avi"), "frame": 1, "faces": [[5, 6, 40, 42]]},
     ]
     (tmp_path / "boxes.json").write_text(json.dumps(boxes))
     out = tmp_path / "out"
     code, err = _run(
-        capsys, tmp_path / "p.png", tmp_path / "q.png", "--checkpoint", checkpoint,
-        "--output", out, "--boxes", tmp_path / "boxes.json", "--batch_size", BATCH,
-        "--format", "csv",
+        capsys, tmp_path / "p.png", tmp_path / "q.png", tmp_path / "clip.avi",
+        "--checkpoint", checkpoint, "--output", out, "--boxes", tmp_path / "boxes.json",
+        "--batch_size", BATCH, "--format", "csv",
     )  # fmt: skip
     assert code == 0, err
     rows = (out / "predictions.csv").read_text().splitlines()
+    clip = tmp_path / "clip.avi"
     assert rows[0] == ",".join(predict.CSV_FIELDS)
     assert rows[1].startswith(f"{tmp_path / 'p.png'},,0,20.0,10.0,60.0,70.0,,")
     assert rows[2].startswith(f"{tmp_path / 'p.png'},,1,50.0,30.0,95.0,85.0,,")
     assert rows[3] == f"{tmp_path / 'q.png'},,,,,,,,,,"  # no face: listed, not an error
-    assert all(np.isfinite(float(v)) for row in rows[1:3] for v in row.split(",")[-3:])
+    # Video frames are matched by their index; a frame without an entry has no face.
+    assert len(rows) == 7 and rows[4] == f"{clip},0,,,,,,,,," and rows[6] == f"{clip},2,,,,,,,,,"
+    assert rows[5].startswith(f"{clip},1,0,5.0,6.0,40.0,42.0,,")
+    assert all(np.isfinite(float(v)) for row in rows[1:3] + rows[5:6] for v in row.split(",")[-3:])
 
 
 def test_cli_errors_are_one_line(checkpoint, tmp_path, capsys):
