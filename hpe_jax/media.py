@@ -50,15 +50,25 @@ def list_inputs(paths: Sequence[str | Path], output_dir: str | Path) -> list[Inp
     """The image and video files named by ``paths`` (files, or folders searched recursively),
     in order, with their annotated copies' paths under ``output_dir``.
 
-    A missing path, a file that is neither an image nor a video (by suffix), a folder without
-    any, two inputs whose copies would share a path, or a copy that would replace its input is a
-    UserError.
+    When ``output_dir`` is a subfolder of an input folder, the files in it (an earlier run's
+    copies) are left out of that folder's. A missing path, a file that is neither an image nor a
+    video (by suffix), a folder without any, two inputs whose copies would share a path, or a
+    copy that would replace its input is a UserError.
     """
     output_dir = Path(output_dir)
+    resolved_output = output_dir.resolve()
     found: list[Input] = []
     for given in map(Path, paths):
         if given.is_dir():
-            files = sorted(p for p in given.rglob("*") if p.is_file() and _kind(p))
+            inside = given.resolve()
+            below = resolved_output != inside and resolved_output.is_relative_to(inside)
+            files = sorted(
+                p
+                for p in given.rglob("*")
+                if p.is_file()
+                and _kind(p)
+                and not (below and p.resolve().is_relative_to(resolved_output))
+            )
             if not files:
                 raise UserError(
                     f"{given}: folder holds no image ({', '.join(IMAGE_SUFFIXES)}) or video "

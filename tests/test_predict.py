@@ -26,6 +26,7 @@ from hpe_jax.data import transforms
 from hpe_jax.detect import BOX_CALIBRATION, calibrate_box, read_model
 from hpe_jax.draw import AXIS_COLOURS, draw_pose, project
 from hpe_jax.errors import UserError
+from hpe_jax.media import Input, list_inputs
 
 SIZE = 64
 BATCH = 2
@@ -240,6 +241,18 @@ def test_cli_errors_are_one_line(checkpoint, tmp_path, capsys):
         code, err = _run(capsys, *argv)
         assert code == 2, (argv, err)
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_output_folder_inside_an_input_folder_is_not_read(tmp_path):
+    (tmp_path / "out").mkdir()
+    for name in ("a.png", "out/a.png", "out/b.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    assert list_inputs([tmp_path], tmp_path / "out") == [
+        Input(tmp_path / "a.png", tmp_path / "out" / "a.png", video=False)
+    ]
+    # The output folder itself given as the input: its files are inputs, each copy replacing it.
+    with pytest.raises(UserError, match="would replace it"):
+        list_inputs([tmp_path / "out"], tmp_path / "out")
 
 
 def test_frameless_video_is_one_line(checkpoint, tmp_path, capsys):
