@@ -4,6 +4,8 @@ Stable public API:
 - ``init_model(variant, seed)``: a freshly initialised network (the original's init).
 - ``load_model(path, variant=None)``: a network from an orbax checkpoint, in inference mode.
 - ``decode_angles(outputs)``: the six logit arrays -> (N, 3) degrees (yaw, pitch, roll).
+- ``Predictor(checkpoint).predict(image)``: the faces of an image with their poses (``Face``).
+- ``draw_pose(image, face)``: an image with a face's box, head axes and angles drawn.
 
 Imported lazily, so that data-loader worker processes importing ``hpe_jax.data`` do not load
 flax and orbax.
@@ -20,6 +22,9 @@ _EXPORTS = {
     "decode_angles": "hpe_jax.pose",
     "HPENet": "hpe_jax.models.hpe_net",
     "get_config": "hpe_jax.models.config",
+    "Predictor": "hpe_jax.predictor",
+    "Face": "hpe_jax.predictor",
+    "draw_pose": "hpe_jax.draw",
 }
 
 __all__ = sorted(_EXPORTS)
