@@ -44,6 +44,7 @@ OPT_ITEM = "opt_state"
 TRAIN_ITEM = "train"
 DATA_ITEM = "data_iter"
 DIGESTS_KEY = "digests"
+IMAGE_SIZE_KEY = "image_size"  # meta: side (pixels) of the crops a training run fed the network
 _STEP_DIR = re.compile(r"^\d+$")
 # What a checkpoint step directory holds: its items and orbax's own files. ``--overwrite`` replaces
 # a directory holding these alone.

@@ -4,7 +4,8 @@
         [--platforms cpu,cuda,tpu] [--variant s|m|l] [--input_size S] [--overwrite] [--verbose]
 
 The exported function maps (B, S, S, 3) float32 ImageNet-normalised RGB face crops (S the
-checkpoint's model input size or ``--input_size``, B any batch size) to (B, 3) float32 degrees
+side its training run cropped to, ``hpe_jax.inference.checkpoint_input_size``, or ``--input_size``;
+B any batch size) to (B, 3) float32 degrees
 (yaw, pitch, roll), the network's outputs decoded by ``hpe_jax.decode_angles``; the weights are
 embedded. An existing FILE is replaced only with ``--overwrite``; the file is written under a
 temporary name and renamed when complete, so a failed export leaves no partial FILE.
@@ -144,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         "--input_size",
         type=int,
         default=None,
-        help="side of the input crops (default: the checkpoint's model input_size)",
+        help="side of the input crops (default: the checkpoint's training data.image_size, "
+        "else its model input_size)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")

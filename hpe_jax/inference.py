@@ -2,11 +2,11 @@
 
 ``load_for_inference(path)`` accepts what ``hpe_jax.evaluate.load_network`` accepts (an orbax
 checkpoint of this project, or an original PyTorch checkpoint file) and returns the network in
-inference mode with the side S of its square input: the stored ``model_config.input_size`` of an
-orbax checkpoint, the original's 224 for a PyTorch file. A training run crops its images to
-``config.data.image_size``, which checkpoints do not store: a run whose ``data.image_size``
-differs from its ``model.input_size`` (``configs/synthetic.py``: 64 against 224) needs the size
-given explicitly (``Predictor(input_size=...)``, ``--input_size``).
+inference mode with the side S of its square input: for an orbax checkpoint the side of the
+crops its training run fed the network (``config.data.image_size``, stored in the checkpoint's
+meta by ``hpe_jax.train``; ``configs/synthetic.py``: 64), else its ``model_config.input_size``
+(checkpoints from ``convert_torch`` and ``pretrained``); the original's 224 for a PyTorch file.
+``Predictor(input_size=...)`` and ``--input_size`` override it.
 """
 
 from __future__ import annotations
@@ -24,14 +24,17 @@ TORCH_INPUT_SIZE = 224
 
 
 def checkpoint_input_size(path: str | Path) -> int:
-    """The input side S (pixels) of the network at ``path``: ``model_config.input_size`` of an
-    orbax checkpoint's meta (the config default when absent), 224 for a PyTorch file."""
+    """The input side S (pixels) of the network at ``path``: an orbax checkpoint's stored
+    training crop side (``IMAGE_SIZE_KEY`` of its meta), else its ``model_config.input_size``
+    (the config default when absent); 224 for a PyTorch file."""
     if is_torch_checkpoint(path):
         return TORCH_INPUT_SIZE
-    from hpe_jax.checkpoint import read_meta
+    from hpe_jax.checkpoint import IMAGE_SIZE_KEY, read_meta
     from hpe_jax.models.config import get_config
 
     meta = read_meta(path)
+    if IMAGE_SIZE_KEY in meta:
+        return int(meta[IMAGE_SIZE_KEY])
     default = get_config(meta.get("variant") or "s").input_size
     return int(meta.get("model_config", {}).get("input_size", default))
 

@@ -208,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         "--input_size",
         type=int,
         default=None,
-        help="side of the network's input crops (default: the checkpoint's model input_size; "
-        "give the run's data.image_size when that differs)",
+        help="side of the network's input crops (default: the checkpoint's training "
+        "data.image_size, else its model input_size)",
     )
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--min_score", type=float, default=None, help="detector threshold")

@@ -112,9 +112,9 @@ class Predictor:
         (``hpe_jax.inference.load_for_inference``), or a network (``HPENet``, put in inference
         mode) with ``input_size``.
       variant: 's', 'm' or 'l' for a PyTorch file (default 's'); checked against an orbax one.
-      input_size: side S of the network's input crops; default: the checkpoint's model
-        ``input_size`` (224 for a network); a run trained at another ``data.image_size`` needs
-        it given (``hpe_jax.inference``).
+      input_size: side S of the network's input crops; default: the side the checkpoint's
+        training run cropped to, else its model ``input_size``
+        (``hpe_jax.inference.checkpoint_input_size``); 224 for a network.
       batch_size: most crops per network call.
       detect: find faces with ``hpe_jax.detect.FaceDetector`` (the ``predict`` extra); False:
         each image is one face crop, resized to S x S.

@@ -189,10 +189,17 @@ def _train(config: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
         desc="train",
     )
 
+    run_meta = {checkpoint.IMAGE_SIZE_KEY: data.image_size}  # the crops' side, for inference
+
     def save(epoch: int) -> None:
         trainer.check_finite()
         checkpoint.save_train_state(
-            trainer.manager, trainer.state, config.model, epoch=epoch, iterator=iterator
+            trainer.manager,
+            trainer.state,
+            config.model,
+            epoch=epoch,
+            iterator=iterator,
+            extra_meta=run_meta,
         )
 
     window_start, window_steps = time.perf_counter(), 0
@@ -226,7 +233,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
                         trainer.best_manager,
                         trainer.state,
                         config.model,
-                        extra_meta={"val": val_metrics},
+                        extra_meta={**run_meta, "val": val_metrics},
                     )
             save(epoch)
         elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:

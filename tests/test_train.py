@@ -56,6 +56,7 @@ from hpe_jax.checkpoint import (
 from hpe_jax.compiler_options import compiler_options, ynnpack_convolutions
 from hpe_jax.convert_torch import torch_entries
 from hpe_jax.data.loaders import GlobalBatches, data_sharding, make_loader
+from hpe_jax.inference import checkpoint_input_size
 from hpe_jax.models import HPENet, get_config
 from hpe_jax.train import Trainer, load_initial_weights
 
@@ -515,3 +516,6 @@ def test_small_main_job_prints_the_table_and_logs_train_and_val(cache_dir, tmp_p
     assert val[0]["num_images"] == report["num_images"] > 0
     assert val[0]["angle_error"] == report["angle_error"] == "plain"
     assert read_meta(workdir / "best")["val"]["angle_error"] == "plain"
+    # Inference crops images to the run's data.image_size (64 here), not the model's 224.
+    for saved in (workdir / "best", workdir / "checkpoints"):
+        assert checkpoint_input_size(saved) == 64
