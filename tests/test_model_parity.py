@@ -148,8 +148,8 @@ def test_converter_names_the_variant_of_a_foreign_checkpoint(tmp_path, capsys):
     assert main([*args, "--output", str(tmp_path / "out")]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(
-        "error: the checkpoint does not match variant 's': it is a checkpoint of variant 'm': "
-        "pass --variant m; missing key: "
+        f"error: {tmp_path / 'm.pkl'}: the checkpoint does not match variant 's': it is a "
+        "checkpoint of variant 'm': pass --variant m; missing key: "
     )
     assert line.endswith(" more)")
 
