@@ -323,12 +323,10 @@ def test_four_devices_match_one_device(four_steps, datasets, cache_dir, tmp_path
 
 
 def _committed_steps(workdir: Path) -> list[int]:
-    ckpts = workdir / "checkpoints"
-    return sorted(
-        int(p.name)
-        for p in ckpts.iterdir()
-        if p.name.isdigit() and (p / "commit_success.txt").exists()
-    )
+    """The steps saved completely: on a local disk orbax writes a step under a temporary name
+    and renames it to the step number when complete (orbax 0.12 also writes
+    commit_success.txt into it first, 0.11 does not)."""
+    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
 
 
 def _logged_train_steps(workdir: Path) -> list[dict]:
@@ -407,7 +405,7 @@ def interrupted_run(datasets, cache_dir, tmp_path_factory) -> SimpleNamespace:
     command = train_main_command(workdir, datasets.train, checkpoint_every_steps=2)
     killed = start(command, env, root / "killed.log")
     wait_for(
-        lambda: (workdir / "checkpoints" / "2" / "commit_success.txt").exists(),
+        lambda: 2 in _committed_steps(workdir),
         killed,
         root / "killed.log",
         TIMEOUT,
