@@ -326,7 +326,9 @@ def _committed_steps(workdir: Path) -> list[int]:
     """The steps saved completely: on a local disk orbax writes a step under a temporary name
     and renames it to the step number when complete (orbax 0.12 also writes
     commit_success.txt into it first, 0.11 does not)."""
-    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    ckpts = workdir / "checkpoints"
+    names = [p.name for p in ckpts.iterdir()] if ckpts.is_dir() else []
+    return sorted(int(name) for name in names if name.isdigit())
 
 
 def _logged_train_steps(workdir: Path) -> list[dict]:
